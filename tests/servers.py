@@ -1,0 +1,255 @@
+"""Real servers for tests: wsgiref in a thread, programs as subprocesses, raw sockets.
+
+Every wait here is on a condition with a bound; nothing sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any, Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    block_on_close = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def wsgiref_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with a threaded ``wsgiref`` server; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
+    def ready() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(ready, timeout, f"a server on port {port}")
+
+
+def require_program(name: str) -> str:
+    """The path of ``name``; a clear failure (not a skip) when it is missing."""
+    for candidate in (VENV_BIN / name, Path("/usr/sbin") / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise AssertionError(f"{name} is not installed: run scripts/test, which installs it")
+    return found
+
+
+class Program:
+    """A server program started as a subprocess, stopped by PID."""
+
+    def __init__(self, args: list[str], port: int, *, cwd: Path | None = None, env: dict[str, str] | None = None):
+        self.args = args
+        self.port = port
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"prog-{os.getpid()}-{port}.log"
+        self._log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), str(ROOT / "tests"), full_env.get("PYTHONPATH")])
+        )
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd or ROOT,
+            env=full_env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self._log_file.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log.unlink(missing_ok=True)
+
+
+def gunicorn(
+    app: str,
+    *,
+    worker_class: str = "gthread",
+    threads: int = 8,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+) -> Program:
+    """Start gunicorn serving ``app`` (``module:callable``) on a free loopback port."""
+    port = free_port()
+    args = [
+        require_program("gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        worker_class,
+        "--threads",
+        str(threads),
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+        *extra,
+        app,
+    ]
+    return Program(args, port)
+
+
+class RawClient:
+    """An HTTP/1.1 client on a raw socket that reads the body as it arrives."""
+
+    def __init__(self, url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
+        host_port = url.split("//", 1)[1]
+        host, port = host_port.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host_port}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.raw = b""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._body_start = -1
+
+    def _fill(self, deadline: float) -> bool:
+        self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return True
+        if not data:
+            return False
+        self.raw += data
+        if self._body_start < 0 and b"\r\n\r\n" in self.raw:
+            head, _, _ = self.raw.partition(b"\r\n\r\n")
+            self._body_start = len(head) + 4
+            first, *rest = head.decode("latin-1").split("\r\n")
+            self.status = int(first.split()[1])
+            for line in rest:
+                key, _, value = line.partition(":")
+                self.headers[key.strip().lower()] = value.strip()
+        return True
+
+    @property
+    def body(self) -> bytes:
+        """The body received so far, de-chunked if the response is chunked."""
+        if self._body_start < 0:
+            return b""
+        data = self.raw[self._body_start :]
+        if self.headers.get("transfer-encoding", "").lower() != "chunked":
+            return data
+        out, pos = b"", 0
+        while True:
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                return out
+            size = int(data[pos:end].split(b";")[0] or b"0", 16)
+            if size == 0 or end + 2 + size > len(data):
+                return out + data[end + 2 : end + 2 + size]
+            out += data[end + 2 : end + 2 + size]
+            pos = end + 2 + size + 2
+
+    def read_until(self, marker: bytes, timeout: float = 10.0) -> bytes:
+        """Read until ``marker`` is in the body; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.body:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {marker!r}; got {self.body[-500:]!r}")
+            if not self._fill(deadline):
+                if marker in self.body:
+                    break
+                raise AssertionError(f"connection closed before {marker!r}; got {self.body[-500:]!r}")
+        return self.body
+
+    def read_to_end(self, timeout: float = 30.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for the end; got {self.body[-500:]!r}")
+        return self.body
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,19 @@
+"""Watch a long-running operation's log in a browser as it happens, from any WSGI stack."""
+
+from .app import logstream
+from .capture import Thread, bind, cancelled, progress, wait_cancelled
+from .middleware import LogStreamMiddleware
+from .options import DEFAULT_REDACTIONS
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DEFAULT_REDACTIONS",
+    "LogStreamMiddleware",
+    "Thread",
+    "bind",
+    "cancelled",
+    "logstream",
+    "progress",
+    "wait_cancelled",
+]

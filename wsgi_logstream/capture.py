@@ -1,0 +1,238 @@
+"""How a log record finds its stream, without touching the host's logging setup.
+
+Each running operation has a :class:`Sink`. The worker thread that runs the
+operation binds the sink to a :class:`contextvars.ContextVar`; every record
+logged in that context (and in threads started with :class:`Thread` or
+:func:`bind`) is routed to that sink and to no other. Routing by context rather
+than by a handler on the root logger is what keeps concurrent requests apart.
+
+Levels are the hard part. ``logger.info()`` asks ``Logger.isEnabledFor`` before
+a record exists, so in a process that never configured logging (root at
+WARNING) the operation's INFO records would never be made. Lowering a level is
+global and would flood the host's own handlers. So, once and lazily (the first
+time a stream is created, never at import), two methods of ``logging.Logger``
+are wrapped:
+
+* ``isEnabledFor`` answers as before, except that inside a stream it also says
+  yes to what the stream captures;
+* ``callHandlers`` hands the record to the stream bound to the current context,
+  then calls the original only if the logger would have let the record through
+  on its own.
+
+Outside a stream both wrappers return exactly what the originals return; the
+cost is one ``ContextVar.get`` per call (``docs/benchmarks.md`` has the figure).
+Handlers are never added to or removed from any logger.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, TypeVar
+
+from .channel import Channel
+
+__all__ = ["Sink", "Thread", "bind", "cancelled", "current_sink", "install", "progress"]
+
+_current: contextvars.ContextVar[Sink | None] = contextvars.ContextVar("wsgi_logstream_sink", default=None)
+_install_lock = threading.Lock()
+_installed = False
+_original_is_enabled_for = logging.Logger.isEnabledFor
+_original_call_handlers = logging.Logger.callHandlers
+
+_T = TypeVar("_T")
+
+
+class Sink:
+    """The receiving end of one operation's records.
+
+    Filters by level and logger name, formats each record once (in the thread
+    that logged it, since its arguments may change later) and appends the line
+    to a :class:`~wsgi_logstream.channel.Channel`, which never blocks.
+    """
+
+    __slots__ = ("_cancel", "_formatter", "_names", "_prefixes", "_redact", "channel", "deadline", "level")
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        level: int,
+        loggers: tuple[str, ...] | None,
+        formatter: logging.Formatter,
+        redact: Callable[[str], str] | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.channel = channel
+        self.level = level
+        self._prefixes = loggers
+        self._formatter = formatter
+        self._redact = redact
+        self._cancel = threading.Event()
+        self.deadline = deadline  # time.monotonic() after which the operation is asked to stop
+        self._names: dict[str, bool] = {}
+
+    def wants(self, name: str, levelno: int) -> bool:
+        if levelno < self.level or self.channel.closed:
+            return False
+        if self._prefixes is None:
+            return True
+        known = self._names.get(name)
+        if known is None:
+            known = self._names[name] = any(name == p or name.startswith(p + ".") for p in self._prefixes)
+        return known
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self._formatter.format(record)
+            message = record.message if hasattr(record, "message") else record.getMessage()
+        except Exception as exc:  # a broken formatter or bad %-args must not lose the record
+            message = _fallback_message(record)
+            line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
+        if self._redact is not None:
+            line = self._redact(line)
+            message = self._redact(message)
+        self.channel.append_log(record.created, record.levelno, record.levelname, record.name, message, line)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        if self._cancel.is_set():
+            return True
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self._cancel.set()
+            return True
+        return False
+
+    def wait_cancelled(self, timeout: float | None) -> bool:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        self._cancel.wait(None if timeout is None else max(timeout, 0.0))
+        return self.is_cancelled()
+
+
+def _fallback_message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:
+        return f"{record.msg!r} % {record.args!r}"
+
+
+def _is_enabled_for(self: logging.Logger, level: int) -> bool:
+    if _original_is_enabled_for(self, level):
+        return True
+    sink = _current.get()
+    return sink is not None and not self.disabled and sink.wants(self.name, level) and (self.manager.disable < level)
+
+
+def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+    sink = _current.get()
+    if sink is None:
+        _original_call_handlers(self, record)
+        return
+    if sink.wants(self.name, record.levelno):
+        sink.emit(record)
+    # Only records the logger would have made without us reach the host's handlers.
+    if _original_is_enabled_for(self, record.levelno):
+        _original_call_handlers(self, record)
+
+
+def install() -> None:
+    """Wrap the two ``logging.Logger`` methods, once per process (idempotent)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        logging.Logger.isEnabledFor = _is_enabled_for  # type: ignore[method-assign]
+        logging.Logger.callHandlers = _call_handlers  # type: ignore[method-assign]
+        _installed = True
+
+
+def current_sink() -> Sink | None:
+    """The sink bound to the calling context, or None outside any stream."""
+    return _current.get()
+
+
+def run_bound(sink: Sink, func: Callable[[], _T]) -> _T:
+    """Call ``func`` with ``sink`` bound to the current context."""
+    token = _current.set(sink)
+    try:
+        return func()
+    finally:
+        _current.reset(token)
+
+
+def cancelled() -> bool:
+    """Whether the operation running in this context has been asked to stop.
+
+    True once its client went away (with ``on_disconnect="cancel"``), its
+    ``timeout`` passed, or a job was cancelled. Always False outside a stream.
+    Cancellation is cooperative: the operation checks and returns.
+    """
+    sink = _current.get()
+    return sink is not None and sink.is_cancelled()
+
+
+def wait_cancelled(timeout: float) -> bool:
+    """Sleep up to ``timeout`` seconds, waking early if the operation is cancelled.
+
+    Returns :func:`cancelled`. Use it instead of ``time.sleep`` in loops that wait.
+    """
+    sink = _current.get()
+    if sink is None:
+        time.sleep(timeout)
+        return False
+    return sink.wait_cancelled(timeout)
+
+
+def progress(done: float, total: float | None = None, message: str | None = None) -> None:
+    """Report progress of the operation running in this context.
+
+    Travels as its own event (SSE, ndjson), a line (text) or a progress bar
+    (HTML). Does nothing outside a stream.
+    """
+    sink = _current.get()
+    if sink is None or sink.channel.closed:
+        return
+    if total is not None and total < 0:
+        raise ValueError(f"progress total must be >= 0, got {total!r}")
+    sink.channel.append_progress(time.time(), float(done), None if total is None else float(total), message)
+
+
+def bind(func: Callable[..., _T]) -> Callable[..., _T]:
+    """Return a callable that runs ``func`` in the caller's stream.
+
+    ``threading.Thread`` and ``concurrent.futures`` workers start with an empty
+    context before Python 3.14 (and gevent greenlets always do), so records they
+    log reach no stream. ``executor.submit(bind(work), item)`` carries it over.
+    """
+    context = contextvars.copy_context()
+
+    def bound(*args: Any, **kwargs: Any) -> _T:
+        return context.copy().run(func, *args, **kwargs)
+
+    return bound
+
+
+class Thread(threading.Thread):
+    """A ``threading.Thread`` whose records go to the stream that created it."""
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        super().__init__(group, target, name, args, kwargs, daemon=daemon)
+        self._stream_context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._stream_context.run(super().run)

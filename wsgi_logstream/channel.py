@@ -1,0 +1,223 @@
+"""The bounded buffer between one operation and the people reading its log.
+
+One producer (the operation, through its :class:`~wsgi_logstream.capture.Sink`)
+appends entries; any number of readers each hold a cursor (the next sequence
+number they want) instead of popping entries, so a stream and a job's many
+viewers share one mechanism. The producer never blocks and never waits for a
+reader: when the buffer is full the oldest entry goes (a live view cares most
+about now) and a reader that had not read it learns how many it missed.
+
+The lock is held only to number and append an entry or to copy a batch out;
+never while anything is written to a socket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = ["Channel", "Entry", "Reader", "Summary"]
+
+
+class Entry:
+    """One thing that happened: a log record (``kind == "log"``) or progress."""
+
+    __slots__ = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
+
+    def __init__(
+        self,
+        kind: str,
+        created: float,
+        levelno: int = 0,
+        levelname: str = "",
+        name: str = "",
+        message: str = "",
+        line: str = "",
+        done: float = 0.0,
+        total: float | None = None,
+    ) -> None:
+        self.seq = 0
+        self.kind = kind
+        self.created = created
+        self.levelno = levelno
+        self.levelname = levelname
+        self.name = name
+        self.message = message
+        self.line = line
+        self.done = done
+        self.total = total
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How an operation ended. ``status`` is ok, error, timeout or cancelled."""
+
+    status: str
+    started: float
+    ended: float
+    records: int
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return max(self.ended - self.started, 0.0)
+
+
+class Channel:
+    """Numbered entries, bounded to ``max_entries``, read through cursors.
+
+    With ``retain=False`` (a plain stream: one reader, no history) entries every
+    reader has taken are released at once; with ``retain=True`` (a job) the
+    last ``max_entries`` stay for readers who come later.
+    """
+
+    def __init__(self, max_entries: int, *, retain: bool = False) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self.retain = retain
+        self.started = time.time()
+        self.summary: Summary | None = None
+        self._entries: deque[Entry] = deque(maxlen=max_entries)
+        self._next = 1  # sequence number of the next entry
+        self._records = 0
+        self._lock = threading.Lock()
+        self._readers: tuple[Reader, ...] = ()
+        self._abandoned = False
+
+    # -- producer side ---------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """No more entries are accepted: the channel ended or was abandoned."""
+        return self.summary is not None or self._abandoned
+
+    @property
+    def records(self) -> int:
+        return self._records
+
+    @property
+    def next_seq(self) -> int:
+        return self._next
+
+    @property
+    def first_seq(self) -> int:
+        """Sequence number of the oldest entry still held."""
+        with self._lock:
+            return self._next - len(self._entries)
+
+    def append_log(self, created: float, levelno: int, levelname: str, name: str, message: str, line: str) -> None:
+        self._append(Entry("log", created, levelno, levelname, name, message, line))
+
+    def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
+        self._append(Entry("progress", created, message=message or "", done=done, total=total))
+
+    def _append(self, entry: Entry) -> None:
+        with self._lock:
+            if self.summary is not None or self._abandoned:
+                return
+            entry.seq = self._next
+            self._next += 1
+            if entry.kind == "log":
+                self._records += 1
+            self._entries.append(entry)
+        for reader in self._readers:
+            reader.wake()
+
+    def close(self, summary: Summary) -> bool:
+        """End the channel with ``summary``; later entries are ignored.
+
+        Returns False (and changes nothing) if it was already closed.
+        """
+        with self._lock:
+            if self.summary is not None:
+                return False
+            self.summary = summary
+        for reader in self._readers:
+            reader.wake()
+        return True
+
+    def abandon(self) -> None:
+        """Nobody will read on: drop what is held and ignore what comes (the summary still lands)."""
+        with self._lock:
+            self._abandoned = True
+            self._entries.clear()
+
+    # -- reader side -----------------------------------------------------------
+
+    def reader(self, since: int = 0) -> Reader:
+        """A new cursor that reads entries with a sequence number above ``since``."""
+        reader = Reader(self, max(since + 1, 1))
+        with self._lock:
+            self._readers = (*self._readers, reader)
+        return reader
+
+    def _detach(self, reader: Reader) -> None:
+        with self._lock:
+            self._readers = tuple(r for r in self._readers if r is not reader)
+
+    def _take(self, reader: Reader) -> tuple[int, list[Entry]]:
+        with self._lock:
+            first = self._next - len(self._entries)
+            cursor = reader.cursor
+            missed = first - cursor if cursor < first else 0
+            cursor = max(cursor, first)
+            wanted = self._next - cursor
+            if wanted <= 0:
+                batch: list[Entry] = []
+            elif wanted == len(self._entries):
+                batch = list(self._entries)
+            else:
+                batch = list(itertools.islice(reversed(self._entries), wanted))
+                batch.reverse()
+            reader.cursor = self._next
+            if not self.retain and self._entries:
+                low = min(r.cursor for r in self._readers) if self._readers else self._next
+                while self._entries and self._entries[0].seq < low:
+                    self._entries.popleft()
+        return missed, batch
+
+
+class Reader:
+    """A cursor into a :class:`Channel`, for one consumer thread."""
+
+    def __init__(self, channel: Channel, cursor: int) -> None:
+        self.channel = channel
+        self.cursor = cursor
+        self.missed = 0  # entries this reader lost because it fell behind
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+
+    def take(self) -> tuple[int, Sequence[Entry]]:
+        """Everything available now: (entries missed since the last take, entries)."""
+        missed, batch = self.channel._take(self)
+        self.missed += missed
+        return missed, batch
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until an entry may be available, the channel closes, or ``timeout``."""
+        self._event.clear()
+        # Re-check after clearing: an append between our last take and the clear
+        # would otherwise be a lost wake-up.
+        if self.cursor < self.channel.next_seq or self.channel.summary is not None:
+            return
+        self._event.wait(timeout)
+
+    @property
+    def at_end(self) -> bool:
+        """The channel is closed and this reader has taken everything."""
+        return self.channel.summary is not None and self.cursor >= self.channel.next_seq
+
+    def close(self) -> None:
+        self.channel._detach(self)

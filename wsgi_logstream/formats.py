@@ -1,0 +1,301 @@
+"""Wire formats: pure encoders from entries to bytes.
+
+Four formats, one class each, with the same five methods: ``head`` (sent at
+once so that servers such as waitress send headers and proxies see a byte),
+``batch`` (everything a reader took in one go, as one chunk), ``keepalive``
+(never empty, since servers skip empty chunks, and never mistaken for a log
+line), ``end`` (the summary) and ``media_type``. No I/O and no threads here:
+this is the only place that knows about escaping.
+
+Escaping rules, per format:
+
+* text: C0 and C1 control characters (ANSI escapes included) are shown as
+  visible symbols (``ESC`` becomes ``␛``) so nothing reaches a ``curl`` user's
+  terminal raw; ``ansi=True`` keeps colour (SGR) sequences. CR and CRLF become
+  LF. Keep-alives are empty lines.
+* html: every line is HTML-escaped and its control characters shown as in
+  text; keep-alives are comments.
+* sse: a line is split on CR, LF and CRLF into several ``data:`` fields, so a
+  message can never forge an event, id or retry field; keep-alives are
+  comments. With ``detail=True`` each record's data is its ndjson object.
+* ndjson: ``json.dumps`` of each record, exact; lone surrogates (undecodable
+  bytes) are written as ``\\udcXX`` text so every line is strict UTF-8 JSON.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from typing import Any, Sequence
+
+from .channel import Entry, Summary
+from .viewer import page_head
+
+__all__ = ["FORMATS", "Format", "HtmlFormat", "NdjsonFormat", "SseFormat", "TextFormat", "visible"]
+
+# C0 controls except TAB and LF, DEL, and C1 controls.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_SGR = re.compile("\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_NEWLINES = re.compile("\r\n?")
+_SPLIT = re.compile("\r\n|\r|\n")
+
+
+def _picture(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if code < 0x20:
+        return chr(0x2400 + code)  # U+2400 CONTROL PICTURES: ␀ ␁ … ␛ …
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    if len(char) > 1:
+        return char  # an SGR colour sequence kept on purpose
+    return f"\\x{code:02x}"  # C1 controls have no pictures
+
+
+def visible(text: str, *, keep_sgr: bool = False) -> str:
+    """``text`` with CR/CRLF as LF and other control characters made visible."""
+    if "\r" in text:
+        text = _NEWLINES.sub("\n", text)
+    return (_CONTROL_OR_SGR if keep_sgr else _CONTROL).sub(_picture, text)
+
+
+def _utf8(text: str) -> bytes:
+    # Lone surrogates (bytes a subprocess could not decode) become \udcXX text.
+    return text.encode("utf-8", "backslashreplace")
+
+
+def _clean(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _percent(entry: Entry) -> str:
+    if entry.total:
+        return f"{entry.done:g}/{entry.total:g} ({100 * entry.done / entry.total:.0f}%)"
+    return f"{entry.done:g}"
+
+
+def summary_text(summary: Summary, dropped: int) -> str:
+    """One line a person reads: ``ok in 1.2s: 42 lines, 0 dropped``."""
+    head = summary.status
+    if summary.error:
+        head += f": {summary.error}"
+    return f"{head} (after {summary.elapsed:.2f}s: {_plural(summary.records, 'line')}, {dropped} dropped)"
+
+
+def summary_object(summary: Summary, dropped: int, seq: int) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "event": "end",
+        "seq": seq,
+        "status": summary.status,
+        "elapsed": round(summary.elapsed, 6),
+        "records": summary.records,
+        "dropped": dropped,
+    }
+    if summary.error is not None:
+        obj["error"] = _clean(summary.error)
+    if summary.traceback is not None:
+        obj["traceback"] = _clean(summary.traceback)
+    return obj
+
+
+def record_object(entry: Entry) -> dict[str, Any]:
+    if entry.kind == "progress":
+        return {
+            "event": "progress",
+            "seq": entry.seq,
+            "time": entry.created,
+            "done": entry.done,
+            "total": entry.total,
+            "message": _clean(entry.message) if entry.message else None,
+        }
+    return {
+        "event": "log",
+        "seq": entry.seq,
+        "time": entry.created,
+        "level": entry.levelname,
+        "levelno": entry.levelno,
+        "logger": _clean(entry.name),
+        "message": _clean(entry.message),
+        "line": _clean(entry.line),
+    }
+
+
+def _json(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class Format:
+    """The interface every wire format implements."""
+
+    name = ""
+    media_type = ""
+
+    def head(self, title: str, started: float) -> bytes:
+        raise NotImplementedError
+
+    def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
+        raise NotImplementedError
+
+    def keepalive(self) -> bytes:
+        raise NotImplementedError
+
+    def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
+        raise NotImplementedError
+
+
+class TextFormat(Format):
+    """``text/plain``: each record's line; ``--``-framed lines for the rest."""
+
+    name = "text"
+    media_type = "text/plain; charset=utf-8"
+
+    def __init__(self, *, ansi: bool = False) -> None:
+        self.ansi = ansi
+
+    def head(self, title: str, started: float) -> bytes:
+        return _utf8(f"-- {visible(title)}: started {_when(started)} --\n")
+
+    def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
+        parts = [f"-- {_plural(missed, 'line')} dropped: this reader fell behind --\n"] if missed else []
+        for entry in entries:
+            if entry.kind == "log":
+                parts.append(entry.line)
+                parts.append("\n")
+            else:
+                note = f" {entry.message}" if entry.message else ""
+                parts.append(f"-- progress {_percent(entry)}{note} --\n")
+        return _utf8(visible("".join(parts), keep_sgr=self.ansi))
+
+    def keepalive(self) -> bytes:
+        return b"\n"
+
+    def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
+        text = f"-- {summary_text(summary, dropped)} --\n"
+        if summary.traceback:
+            text = summary.traceback.rstrip("\n") + "\n" + text
+        return _utf8(visible(text))
+
+
+class NdjsonFormat(Format):
+    """``application/x-ndjson``: one JSON object per line, each with an ``event``."""
+
+    name = "ndjson"
+    media_type = "application/x-ndjson"
+
+    def head(self, title: str, started: float) -> bytes:
+        return _utf8(_json({"event": "start", "title": _clean(title), "time": started}) + "\n")
+
+    def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
+        lines = [_json({"event": "dropped", "count": missed})] if missed else []
+        lines.extend(_json(record_object(e)) for e in entries)
+        lines.append("")
+        return "\n".join(lines).encode("utf-8")
+
+    def keepalive(self) -> bytes:
+        return b'{"event":"keepalive"}\n'
+
+    def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
+        return (_json(summary_object(summary, dropped, seq)) + "\n").encode("utf-8")
+
+
+class SseFormat(Format):
+    """``text/event-stream``: a record is an unnamed event with ``id`` = its seq."""
+
+    name = "sse"
+    media_type = "text/event-stream"
+
+    def __init__(self, *, detail: bool = False, retry_ms: int = 3000) -> None:
+        self.detail = detail
+        self.retry_ms = retry_ms
+
+    def head(self, title: str, started: float) -> bytes:
+        # "id: 0" with no data dispatches nothing but sets lastEventId, so even a
+        # stream cut before its first record reconnects with Last-Event-ID.
+        return f"retry: {self.retry_ms}\nid: 0\n\n: {_clean(_SPLIT.sub(' ', title))}\n\n".encode()
+
+    def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
+        parts = [f"event: dropped\ndata: {_json({'count': missed})}\n\n"] if missed else []
+        for entry in entries:
+            if entry.kind == "progress":
+                parts.append(f"id: {entry.seq}\nevent: progress\ndata: {_json(record_object(entry))}\n\n")
+            elif self.detail:
+                parts.append(f"id: {entry.seq}\ndata: {_json(record_object(entry))}\n\n")
+            else:
+                data = "\ndata: ".join(_SPLIT.split(visible(entry.line)))
+                parts.append(f"id: {entry.seq}\ndata: {data}\n\n")
+        return _utf8("".join(parts))
+
+    def keepalive(self) -> bytes:
+        return b": keepalive\n\n"
+
+    def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
+        return _utf8(f"id: {seq}\nevent: end\ndata: {_json(summary_object(summary, dropped, seq))}\n\n")
+
+
+_LEVEL_CLASS = {10: "d", 20: "i", 30: "w", 40: "e", 50: "c"}
+
+
+def _level_class(levelno: int) -> str:
+    return _LEVEL_CLASS.get(levelno) or ("d" if levelno < 20 else "i" if levelno < 30 else "w" if levelno < 40 else "e")
+
+
+class HtmlFormat(Format):
+    """``text/html``: a document that streams and paints with JavaScript off."""
+
+    name = "html"
+    media_type = "text/html; charset=utf-8"
+
+    def head(self, title: str, started: float) -> bytes:
+        return _utf8(page_head(title, started))
+
+    def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
+        parts = (
+            [f'<span class="drop">-- {_plural(missed, "line")} dropped: this page fell behind --\n</span>']
+            if missed
+            else []
+        )
+        escape = html.escape
+        for entry in entries:
+            if entry.kind == "log":
+                parts.append(
+                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}">'
+                    f"{escape(visible(entry.line), quote=False)}\n</span>"
+                )
+            else:
+                value = f' value="{entry.done:g}" max="{entry.total:g}"' if entry.total else ""
+                note = escape(visible(f" {entry.message}"), quote=False) if entry.message else ""
+                parts.append(
+                    f'<label class="pg" data-seq="{entry.seq}"><progress{value}></progress> {_percent(entry)}{note}</label>'
+                )
+        return _utf8("".join(parts))
+
+    def keepalive(self) -> bytes:
+        return b"<!-- keepalive -->\n"
+
+    def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
+        trace = ""
+        if summary.traceback:
+            trace = f'<span class="r e tb">{html.escape(visible(summary.traceback), quote=False)}</span>'
+        mark = "\u2714" if summary.status == "ok" else "\u2716"
+        text = html.escape(visible(summary_text(summary, dropped)), quote=False)
+        return _utf8(
+            f'{trace}</pre><p class="end {html.escape(summary.status)}" id="end" '
+            f'data-status="{html.escape(summary.status)}">{mark} {text}</p></div></main></body></html>\n'
+        )
+
+
+FORMATS = ("text", "html", "sse", "ndjson")

@@ -1,0 +1,133 @@
+"""One run of a target: its worker thread, its sink, and how it ended.
+
+The worker is a daemon thread (a greenlet under gevent) so that a target that
+never returns cannot keep the interpreter from exiting. Whatever the target
+raises, ``SystemExit`` and ``KeyboardInterrupt`` included, is turned into the
+end summary and logged once to the host's ``wsgi_logstream`` logger; nothing
+escapes the thread.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .capture import Sink, install, run_bound
+from .channel import Channel, Summary
+from .options import Options
+
+__all__ = ["Operation", "target_caller"]
+
+_log = logging.getLogger("wsgi_logstream")
+
+
+def target_caller(target: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]:
+    """How to call ``target``: with the request's environ if it takes a positional argument."""
+    if not callable(target):
+        raise TypeError(f"target must be callable, got {target!r}")
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return lambda environ: target(environ)
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    required = [p for p in positional if p.default is p.empty and p.kind is not p.VAR_POSITIONAL]
+    if len(required) > 1:
+        raise TypeError(
+            f"target {target!r} must take no argument or one (the WSGI environ), it requires {len(required)}"
+        )
+    if positional:
+        return lambda environ: target(environ)
+    return lambda environ: target()
+
+
+class Operation:
+    """Runs ``call(environ)`` in a worker thread, its records going to ``channel``."""
+
+    def __init__(
+        self,
+        call: Callable[[dict[str, Any]], Any],
+        environ: dict[str, Any],
+        options: Options,
+        channel: Channel,
+        *,
+        on_finish: Callable[[Operation], None] | None = None,
+        name: str = "wsgi_logstream",
+    ) -> None:
+        install()
+        self.channel = channel
+        self.options = options
+        self.started = time.time()
+        deadline = time.monotonic() + options.timeout if options.timeout else None
+        self.sink = Sink(
+            channel,
+            level=options.level,
+            loggers=options.loggers,
+            formatter=options.formatter,
+            redact=options.redact,
+            deadline=deadline,
+        )
+        self._call = call
+        self._environ = environ
+        self._on_finish = on_finish
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the target to stop; it sees :func:`wsgi_logstream.cancelled` turn true."""
+        self.sink.cancel()
+
+    def expire(self) -> bool:
+        """End the stream with status ``timeout`` if the deadline passed. True if it did."""
+        deadline = self.sink.deadline
+        if deadline is None or self.channel.closed or time.monotonic() < deadline:
+            return False
+        self.sink.cancel()
+        return self._finish("timeout", f"timed out after {self.options.timeout:g}s", None)
+
+    def _redacted(self, text: str | None) -> str | None:
+        redact = self.options.redact
+        return redact(text) if text is not None and redact is not None else text
+
+    def _finish(self, status: str, error: str | None, trace: str | None) -> bool:
+        summary = Summary(
+            status=status,
+            started=self.started,
+            ended=time.time(),
+            records=self.channel.records,
+            error=self._redacted(error),
+            traceback=self._redacted(trace),
+        )
+        return self.channel.close(summary)
+
+    def _run(self) -> None:
+        try:
+            try:
+                run_bound(self.sink, lambda: self._call(self._environ))
+            except BaseException as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                trace = traceback.format_exc() if self.options.traceback else None
+                # Outside run_bound: this goes to the host's logging, not to the stream.
+                _log.error("operation %s failed: %s", self._thread.name, error, exc_info=True)
+                self._finish("error", error, trace)
+            else:
+                timed_out = self.sink.deadline is not None and time.monotonic() >= self.sink.deadline
+                if timed_out:
+                    self._finish("timeout", f"timed out after {self.options.timeout:g}s", None)
+                else:
+                    self._finish("cancelled" if self.sink.is_cancelled() else "ok", None, None)
+        finally:
+            self._environ = {}
+            self.done.set()
+            if self._on_finish is not None:
+                self._on_finish(self)

@@ -1,0 +1,194 @@
+"""The options every stream takes, validated once, at construction.
+
+``Options.from_kwargs`` is the one place that checks and normalises what a
+user passed (a format string becomes a ``logging.Formatter``, a list of
+patterns becomes one redacting callable), so a mistake is a ``ValueError`` or
+``TypeError`` naming the option when the app is built, not a traceback on the
+first request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Pattern, Union
+
+__all__ = ["DEFAULT_FORMAT", "DEFAULT_REDACTIONS", "Options", "Redactor"]
+
+DEFAULT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+#: Patterns for common secrets. Off by default; pass ``redact=True`` (or this
+#: tuple, extended) to replace what they match with ``[redacted]``.
+DEFAULT_REDACTIONS: tuple[str, ...] = (
+    r"(?i)(?<=\bbearer )[A-Za-z0-9\-._~+/]+=*",
+    r"(?i)(?<=\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)[=:] ?)[^\s&\"',;]+",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",
+    r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b",
+    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
+)
+
+Redactor = Callable[[str], str]
+RedactSpec = Union[None, bool, str, Pattern[str], Redactor, Iterable[Union[str, Pattern[str]]]]
+
+_ON_DISCONNECT = ("continue", "cancel")
+
+
+def _positive(name: str, value: Any, *, integer: bool, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        want = "an int" if integer else "a number"
+        raise TypeError(f"{name} must be {want}{' or None' if allow_none else ''}, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def _level(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"level must be an int or a level name, got {value!r}")
+    if isinstance(value, str):
+        number = logging.getLevelName(value.upper())
+        if not isinstance(number, int):
+            raise ValueError(f"level {value!r} is not a logging level name")
+        return number
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"level must be >= 0, got {value!r}")
+        return value
+    raise TypeError(f"level must be an int or a level name, got {value!r}")
+
+
+def _loggers(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise TypeError(f"loggers must be a list of logger names or None, got {value!r}") from None
+    if not names:
+        raise ValueError("loggers must name at least one logger (None captures every logger)")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"loggers must be non-empty strings, got {name!r}")
+    return names
+
+
+def _formatter(value: Any) -> logging.Formatter:
+    if value is None:
+        return logging.Formatter(DEFAULT_FORMAT)
+    if isinstance(value, logging.Formatter):
+        return value
+    if isinstance(value, str):
+        try:
+            formatter = logging.Formatter(value)
+            formatter.format(logging.LogRecord("name", logging.INFO, __file__, 1, "message", None, None))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"formatter {value!r} is not a valid logging format: {exc}") from None
+        return formatter
+    raise TypeError(f"formatter must be a logging.Formatter or a format string, got {value!r}")
+
+
+def _redactor(value: Any) -> Redactor | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = DEFAULT_REDACTIONS
+    if callable(value) and not isinstance(value, (str, re.Pattern)):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, (str, re.Pattern)):
+        value = (value,)
+    try:
+        patterns = tuple(value)
+    except TypeError:
+        raise TypeError(f"redact must be patterns, a callable or True, got {value!r}") from None
+    compiled: list[Pattern[str]] = []
+    for pattern in patterns:
+        if isinstance(pattern, re.Pattern):
+            if not isinstance(pattern.pattern, str):
+                raise TypeError(f"redact patterns must be str patterns, got {pattern!r}")
+            compiled.append(pattern)
+        elif isinstance(pattern, str):
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error as exc:
+                raise ValueError(f"redact pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        else:
+            raise TypeError(f"redact patterns must be strings or compiled patterns, got {pattern!r}")
+    if not compiled:
+        return None
+    return _PatternRedactor(tuple(compiled))
+
+
+class _PatternRedactor:
+    """Replaces every match of each pattern with ``[redacted]``."""
+
+    def __init__(self, patterns: tuple[Pattern[str], ...]) -> None:
+        self.patterns = patterns
+
+    def __call__(self, text: str) -> str:
+        for pattern in self.patterns:
+            text = pattern.sub("[redacted]", text)
+        return text
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated stream options; see :func:`wsgi_logstream.logstream` for each."""
+
+    level: int = logging.INFO
+    loggers: tuple[str, ...] | None = None
+    formatter: logging.Formatter = field(default_factory=lambda: logging.Formatter(DEFAULT_FORMAT))
+    heartbeat: float = 15.0
+    max_buffer: int = 10_000
+    max_concurrent: int | None = None
+    on_disconnect: str = "continue"
+    title: str = "Log stream"
+    timeout: float | None = None
+    traceback: bool = True
+    ansi: bool = False
+    redact: Redactor | None = None
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Options:
+        unknown = set(kwargs) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        if "level" in kwargs:
+            values["level"] = _level(kwargs["level"])
+        if "loggers" in kwargs:
+            values["loggers"] = _loggers(kwargs["loggers"])
+        values["formatter"] = _formatter(kwargs.get("formatter"))
+        if "heartbeat" in kwargs:
+            values["heartbeat"] = float(_positive("heartbeat", kwargs["heartbeat"], integer=False))
+        if "max_buffer" in kwargs:
+            values["max_buffer"] = _positive("max_buffer", kwargs["max_buffer"], integer=True)
+        if "max_concurrent" in kwargs:
+            values["max_concurrent"] = _positive(
+                "max_concurrent", kwargs["max_concurrent"], integer=True, allow_none=True
+            )
+        if "on_disconnect" in kwargs:
+            if kwargs["on_disconnect"] not in _ON_DISCONNECT:
+                raise ValueError(f"on_disconnect must be 'continue' or 'cancel', got {kwargs['on_disconnect']!r}")
+            values["on_disconnect"] = kwargs["on_disconnect"]
+        if "title" in kwargs:
+            if not isinstance(kwargs["title"], str):
+                raise TypeError(f"title must be a string, got {kwargs['title']!r}")
+            values["title"] = kwargs["title"]
+        if "timeout" in kwargs:
+            values["timeout"] = _positive("timeout", kwargs["timeout"], integer=False, allow_none=True)
+        for flag in ("traceback", "ansi"):
+            if flag in kwargs:
+                if not isinstance(kwargs[flag], bool):
+                    raise TypeError(f"{flag} must be True or False, got {kwargs[flag]!r}")
+                values[flag] = kwargs[flag]
+        if "redact" in kwargs:
+            values["redact"] = _redactor(kwargs["redact"])
+        return cls(**values)
