@@ -2,6 +2,7 @@
 
 from .app import logstream
 from .capture import Thread, bind, cancelled, progress, wait_cancelled
+from .jobs import JobsApp, jobs
 from .middleware import LogStreamMiddleware
 from .options import DEFAULT_REDACTIONS
 
@@ -9,10 +10,12 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DEFAULT_REDACTIONS",
+    "JobsApp",
     "LogStreamMiddleware",
     "Thread",
     "bind",
     "cancelled",
+    "jobs",
     "logstream",
     "progress",
     "wait_cancelled",

@@ -92,6 +92,7 @@ class Channel:
         self._lock = threading.Lock()
         self._readers: tuple[Reader, ...] = ()
         self._abandoned = False
+        self.last_progress: Entry | None = None
 
     # -- producer side ---------------------------------------------------------
 
@@ -128,6 +129,8 @@ class Channel:
             self._next += 1
             if entry.kind == "log":
                 self._records += 1
+            else:
+                self.last_progress = entry
             self._entries.append(entry)
         for reader in self._readers:
             reader.wake()

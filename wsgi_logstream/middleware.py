@@ -10,6 +10,11 @@ slash) is served by ``logstream(target, **options)``, with the path moved from
 ``PATH_INFO`` to ``SCRIPT_NAME`` as WSGI mounting does. Every other request is
 handed to ``app`` untouched: its environ, its response and its iterable's
 ``close()`` are the app's own.
+
+A route may also be a :func:`wsgi_logstream.jobs` application; it is mounted
+at its path with everything below it (``/admin/import/<job id>``)::
+
+    application = LogStreamMiddleware(application, {"/admin/import": jobs(run_import)})
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .app import LogStreamApp
+from .jobs import JobsApp
 from .options import Options
 
 if TYPE_CHECKING:
@@ -33,22 +39,32 @@ class LogStreamMiddleware:
             raise TypeError("routes must be a non-empty mapping of path to target")
         shared = Options.from_kwargs(**options)
         self.app = app
-        self.routes: dict[str, LogStreamApp] = {}
+        self.routes: dict[str, LogStreamApp | JobsApp] = {}
         for path, target in routes.items():
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValueError(f"route paths must start with '/', got {path!r}")
             path = path.rstrip("/") or "/"
             if path in self.routes:
                 raise ValueError(f"route {path!r} is given twice")
-            self.routes[path] = LogStreamApp(target, shared)
+            self.routes[path] = target if isinstance(target, JobsApp) else LogStreamApp(target, shared)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         key = path.rstrip("/") or "/"
-        stream = self.routes.get(key)
-        if stream is None:
-            return self.app(environ, start_response)
+        mounted = self.routes.get(key)
+        if mounted is None:
+            key = self._jobs_prefix(path)
+            mounted = self.routes.get(key) if key else None
+            if mounted is None:
+                return self.app(environ, start_response)
+        mount = key.rstrip("/")
         environ = dict(environ)
-        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + key.rstrip("/")
-        environ["PATH_INFO"] = path[len(key.rstrip("/")) :]
-        return stream(environ, start_response)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
+        environ["PATH_INFO"] = path[len(mount) :]
+        return mounted(environ, start_response)
+
+    def _jobs_prefix(self, path: str) -> str | None:
+        for prefix, mounted in self.routes.items():
+            if isinstance(mounted, JobsApp) and path.startswith(prefix.rstrip("/") + "/"):
+                return prefix
+        return None

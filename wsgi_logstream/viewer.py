@@ -38,7 +38,7 @@ white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 
-def page_head(title: str, started: float) -> str:
+def page_head(title: str, started: float, *, resumable: bool = False) -> str:
     """Everything up to the opening ``<pre>`` the log lines stream into."""
     safe = html.escape(title)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
@@ -47,7 +47,7 @@ def page_head(title: str, started: float) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{safe}</title><style>{_CSS}</style></head>\n"
-        f'<body><header><h1>{safe}</h1><span id="state">running</span>'
+        f'<body data-resumable="{"1" if resumable else "0"}"><header><h1>{safe}</h1><span id="state">running</span>'
         f'<time datetime="{when}">{when}</time></header>\n'
         '<main><div><pre id="log">\n'
     )
