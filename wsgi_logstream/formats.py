@@ -218,14 +218,15 @@ class SseFormat(Format):
     name = "sse"
     media_type = "text/event-stream"
 
-    def __init__(self, *, detail: bool = False, retry_ms: int = 3000) -> None:
+    def __init__(self, *, detail: bool = False, retry_ms: int = 3000, last_id: int = 0) -> None:
         self.detail = detail
         self.retry_ms = retry_ms
+        self.last_id = last_id  # where a resumed stream starts: a reconnect before any event resumes there
 
     def head(self, title: str, started: float) -> bytes:
-        # "id: 0" with no data dispatches nothing but sets lastEventId, so even a
+        # An "id:" with no data dispatches nothing but sets lastEventId, so even a
         # stream cut before its first record reconnects with Last-Event-ID.
-        return f"retry: {self.retry_ms}\nid: 0\n\n: {_clean(_SPLIT.sub(' ', title))}\n\n".encode()
+        return f"retry: {self.retry_ms}\nid: {self.last_id}\n\n: {_clean(_SPLIT.sub(' ', title))}\n\n".encode()
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = [f"event: dropped\ndata: {_json({'count': missed})}\n\n"] if missed else []
@@ -259,8 +260,11 @@ class HtmlFormat(Format):
     name = "html"
     media_type = "text/html; charset=utf-8"
 
+    def __init__(self, *, resumable: bool = False) -> None:
+        self.resumable = resumable  # a job: the page may reconnect over SSE and resume
+
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(page_head(title, started))
+        return _utf8(page_head(title, started, resumable=self.resumable))
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = (
