@@ -184,8 +184,11 @@ class Channel:
             reader.cursor = self._next
             if not self.retain and self._entries:
                 low = min(r.cursor for r in self._readers) if self._readers else self._next
-                while self._entries and self._entries[0].seq < low:
-                    self._entries.popleft()
+                if low >= self._next:
+                    self._entries.clear()
+                else:
+                    while self._entries[0].seq < low:
+                        self._entries.popleft()
         return missed, batch
 
 
