@@ -47,6 +47,7 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, message: str
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     block_on_close = True
+    request_queue_size = 128  # tests open dozens of connections at once
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -187,6 +188,10 @@ class RawClient:
         self.status = 0
         self.headers: dict[str, str] = {}
         self._body_start = -1
+
+    def fill(self, deadline: float) -> bool:
+        """Receive once (until ``deadline`` at most); False when the server closed."""
+        return self._fill(deadline)
 
     def _fill(self, deadline: float) -> bool:
         self.sock.settimeout(max(deadline - time.monotonic(), 0.01))

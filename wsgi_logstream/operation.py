@@ -111,6 +111,9 @@ class Operation:
         return self.channel.close(summary)
 
     def _run(self) -> None:
+        status = "error"
+        error: str | None = "the operation ended abnormally"
+        trace: str | None = None
         try:
             try:
                 run_bound(self.sink, lambda: self._call(self._environ))
@@ -119,15 +122,19 @@ class Operation:
                 trace = traceback.format_exc() if self.options.traceback else None
                 # Outside run_bound: this goes to the host's logging, not to the stream.
                 _log.error("operation %s failed: %s", self._thread.name, error, exc_info=True)
-                self._finish("error", error, trace)
             else:
                 timed_out = self.sink.deadline is not None and time.monotonic() >= self.sink.deadline
                 if timed_out:
-                    self._finish("timeout", f"timed out after {self.options.timeout:g}s", None)
+                    status, error = "timeout", f"timed out after {self.options.timeout:g}s"
                 else:
-                    self._finish("cancelled" if self.sink.is_cancelled() else "ok", None, None)
+                    status, error = ("cancelled" if self.sink.is_cancelled() else "ok"), None
         finally:
             self._environ = {}
-            self.done.set()
-            if self._on_finish is not None:
-                self._on_finish(self)
+            try:
+                # Free the slot before the summary goes out: a client that reads
+                # the end and asks again at once must not be refused with 503.
+                if self._on_finish is not None:
+                    self._on_finish(self)
+            finally:
+                self._finish(status, error, trace)
+                self.done.set()
