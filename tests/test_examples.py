@@ -1,0 +1,109 @@
+"""Each example runs as its docstring says, streams its operation, and leaves the site's own pages alone.
+
+Every example is started as a real server: with its own ``python examples/…``
+command where it has one, and under gunicorn with ``examples/gunicorn.conf.py``.
+A stream is proven live without timing: the operation is asked to wait 30 s
+after its first line (``delay=30``), so that line can only be read, within
+the 15 s bound, if it was sent while the operation was still running.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import pytest
+from nginx import EXAMPLES, assert_ended_ok, gunicorn_with
+from servers import Program, RawClient, free_port
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    app: str  # for gunicorn
+    stream: str  # the mounted operation
+    size: str  # the query parameter for the operation's number of steps
+    first: str  # its first line
+    last: str  # its last line when it succeeds
+    page: str  # text on the site's own index page
+
+
+EXAMPLES_UNDER_TEST = [
+    Example(
+        "plain_wsgi",
+        "examples.plain_wsgi:application",
+        "/ops/deploy",
+        "hosts",
+        "deploying release 42 to 1 hosts",
+        "release 42 is live on 2 hosts",
+        "Run the pretend deploy",
+    ),
+    Example(
+        "flask_app",
+        "examples.flask_app:app",
+        "/ops/rebuild-cache",
+        "sections",
+        "rebuilding 1 sections of the cache",
+        "cache cache-v1 is warm",
+        "Shop admin",
+    ),
+    Example(
+        "django_project",
+        "examples.django_project.wsgi:application",
+        "/ops/reindex",
+        "batches",
+        "reindexing 1 batches of 250 products",
+        "search index is up to date",
+        "Catalogue admin",
+    ),
+]
+
+
+def _get(url: str, path: str) -> tuple[int, bytes]:
+    with RawClient(url, path) as client:
+        body = client.read_to_end()
+    return client.status, body
+
+
+def _check(url: str, example: Example) -> None:
+    # The operation streams: its first line arrives while it waits 30 s before the next.
+    with RawClient(url, f"{example.stream}?{example.size}=1&delay=30") as client:
+        client.read_until(example.first.encode(), timeout=15)
+        assert client.status == 200
+        assert client.headers["content-type"] == "text/plain; charset=utf-8"
+        assert b"-- ok" not in client.body
+    # Run to the end, in each format.
+    for fmt in ("text", "html", "sse", "ndjson"):
+        status, body = _get(url, f"{example.stream}?{example.size}=2&delay=0&format={fmt}")
+        assert status == 200
+        assert example.last.encode() in body
+        assert_ended_ok(fmt, body)
+    # The site's own pages pass through the middleware untouched.
+    status, body = _get(url, "/")
+    assert status == 200 and example.page.encode() in body
+    status, body = _get(url, "/no-such-page")
+    assert status == 404
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("example", EXAMPLES_UNDER_TEST, ids=lambda e: e.name)
+def test_example_streams_under_gunicorn(example: Example) -> None:
+    # A short graceful timeout: the live-stream check leaves an operation that
+    # notices its reader left only at its next heartbeat.
+    with gunicorn_with("gunicorn.conf.py", example.app, "--graceful-timeout", "1") as server:
+        _check(server.url, example)
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("example", EXAMPLES_UNDER_TEST[:2], ids=lambda e: e.name)
+def test_example_streams_when_run_as_its_docstring_says(example: Example) -> None:
+    port = free_port()
+    with Program([sys.executable, str(EXAMPLES / f"{example.name}.py"), str(port)], port) as server:
+        _check(server.url, example)
+
+
+@pytest.mark.servers
+def test_plain_example_runs_under_gevent_config() -> None:
+    example = EXAMPLES_UNDER_TEST[0]
+    with gunicorn_with("gunicorn_gevent.conf.py", example.app, "--graceful-timeout", "1") as server:
+        _check(server.url, example)
