@@ -32,6 +32,7 @@ from .channel import Channel
 from .formats import HtmlFormat, SseFormat, summary_object
 from .operation import Operation, target_caller
 from .options import Options
+from .probe import probe_app
 from .request import (
     STREAM_HEADERS,
     BadRequest,
@@ -283,12 +284,16 @@ class JobsApp:
     def _stream(self, job: Job, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         allow(("GET", "HEAD"), environ)
         params = query_params(environ)
+        if params.get("probe") == "1":
+            return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         name = choose_format(environ, params)
         reject_body(environ)
         channel = job.channel
         last_event_id = environ.get("HTTP_LAST_EVENT_ID") if name == "sse" else None
-        since = _since(params.get("since", last_event_id), channel.next_seq)
-        if last_event_id is not None and "since" not in params and job.finished and since >= channel.next_seq:
+        # EventSource reconnects to its original URL, ?since= included, and adds
+        # Last-Event-ID: the header is the newer news.
+        since = _since(last_event_id if last_event_id is not None else params.get("since"), channel.next_seq)
+        if last_event_id is not None and job.finished and since >= channel.next_seq:
             # The client saw the end event and EventSource reconnected: 204 stops it.
             start_response("204 No Content", [("Cache-Control", "no-cache")])
             return []
@@ -315,7 +320,7 @@ def _since(value: str | None, next_seq: int) -> int:
     """The last sequence number a client already has (0: none)."""
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise BadRequest("400 Bad Request", "since (or Last-Event-ID) must be a whole number >= 0")
     since = int(value)
     if since > next_seq:
