@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from .channel import Channel
 from .operation import Operation, target_caller
 from .options import Options
+from .probe import probe_app
 from .request import (
     STREAM_HEADERS,
     BadRequest,
@@ -57,6 +58,8 @@ class LogStreamApp:
         try:
             allow(self.methods, environ)
             params = query_params(environ)
+            if params.get("probe") == "1":
+                return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
             name = choose_format(environ, params)
             reject_body(environ)
             if name == "sse" and environ.get("HTTP_LAST_EVENT_ID") is not None:

@@ -1,0 +1,249 @@
+"""Running a command as a job target: each line it prints becomes a log record.
+
+``Command(argv)`` is a job target (``wsgi_logstream.jobs(Command(argv))``):
+each call runs the command once, with
+
+* stdout lines logged at ``INFO`` and stderr lines at ``WARNING``, on a logger
+  named after the command (``make`` for ``make -j4``); lines are decoded with
+  ``errors="surrogateescape"`` (the formats show bad bytes escaped) and a line
+  longer than 1 MiB is cut into pieces (see :mod:`wsgi_logstream.follow`);
+* its exit status as the job's end: 0 is ``ok``, anything else raises
+  :class:`CommandFailed` (``exit status 3``, ``killed by signal SIGKILL``), so
+  the job ends with status ``error``;
+* stdin from ``/dev/null`` and ``PYTHONUNBUFFERED=1`` added to its
+  environment, since a Python child writing to a pipe would otherwise hold
+  its lines back in a block buffer (for C programs, run them under
+  ``stdbuf -oL``).
+
+The command runs in a process group of its own. When the job is cancelled
+(:func:`wsgi_logstream.cancelled`), the whole group gets ``SIGTERM``, then
+``SIGKILL`` after ``grace`` seconds, so what the command started dies with it.
+When the command exits, processes it left running in its group are stopped
+the same way: the job is over, nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from typing import Sequence
+
+from .capture import cancelled
+from .follow import MAX_LINE, LineSplitter
+
+__all__ = ["Command", "CommandError", "CommandFailed", "describe_status", "resolve"]
+
+#: In-stream notices (stopping, signals) go to this logger, apart from the command's own lines.
+NOTICE_LOGGER = "wsgi-logstream"
+_POLL = 0.05
+
+
+class CommandError(Exception):
+    """The command cannot be started; ``exit_code`` is what a shell answers (127 or 126)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CommandFailed(Exception):
+    """The command ended with a non-zero exit status: the job ends with status ``error``."""
+
+
+def resolve(program: str, search_path: str | None = None) -> str:
+    """The file ``program`` names, as ``execvp`` finds it, or :class:`CommandError`.
+
+    Checked before anything is served, so ``wsgi-logstream run -- typo`` says
+    so at once instead of serving a page that shows the error.
+    """
+    if not program:
+        raise CommandError("empty command name", 127)
+    if "/" in program:
+        if not os.path.exists(program):
+            raise CommandError(f"{program}: no such file or directory", 127)
+        if os.path.isdir(program):
+            raise CommandError(f"{program}: is a directory", 126)
+        if not os.access(program, os.X_OK):
+            raise CommandError(f"{program}: permission denied (the file is not executable)", 126)
+        return program
+    not_executable = None
+    directories = (os.environ.get("PATH", os.defpath) if search_path is None else search_path).split(os.pathsep)
+    for directory in directories:
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            not_executable = not_executable or candidate
+    if not_executable is not None:
+        raise CommandError(f"{program}: permission denied ({not_executable} is not executable)", 126)
+    raise CommandError(f"{program}: command not found", 127)
+
+
+def describe_status(returncode: int) -> str:
+    """``exit status 3`` or ``killed by signal SIGTERM`` (subprocess's negative codes)."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = str(-returncode)
+    return f"killed by signal {name}"
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the process group; False if no process is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its user (setuid): not ours to stop
+        return False
+    return True
+
+
+class Command:
+    """A job target that runs ``argv`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        grace: float = 5.0,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        max_line: int = MAX_LINE,
+    ) -> None:
+        if isinstance(argv, str) or not argv:
+            raise ValueError("argv must be a non-empty list of strings (the command and its arguments)")
+        if not grace >= 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
+        self.argv = list(argv)
+        self.grace = float(grace)
+        self.name = name or os.path.basename(self.argv[0]) or self.argv[0]
+        self._env = env
+        self._cwd = cwd
+        self._max_line = max_line
+        self._lock = threading.Lock()
+        self._groups: dict[int, subprocess.Popen[bytes]] = {}
+
+    def check(self) -> str:
+        """The executable that will run; :class:`CommandError` if there is none."""
+        return resolve(self.argv[0])
+
+    @property
+    def running(self) -> list[int]:
+        """Process group ids of runs not yet over."""
+        with self._lock:
+            return list(self._groups)
+
+    def kill_all(self) -> None:
+        """``SIGKILL`` every process group still running: the last word at exit."""
+        with self._lock:
+            groups = list(self._groups.items())
+        for pgid, process in groups:
+            _signal_group(pgid, signal.SIGKILL)
+            if process.poll() is None:
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        executable = resolve(self.argv[0])
+        env = dict(os.environ if self._env is None else self._env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            return subprocess.Popen(
+                self.argv,
+                executable=executable,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: signals reach what it starts
+                env=env,
+                cwd=self._cwd,
+            )
+        except OSError as exc:
+            raise CommandError(f"{self.argv[0]}: {exc.strerror or exc}", 127 if exc.errno == 2 else 126) from None
+
+    def __call__(self) -> None:
+        process = self._spawn()
+        pgid = process.pid
+        with self._lock:
+            self._groups[pgid] = process
+        try:
+            returncode, stopped = self._pump(process)
+        finally:
+            if process.poll() is None:
+                _signal_group(pgid, signal.SIGKILL)
+                process.wait()
+            _signal_group(pgid, signal.SIGKILL)  # anything still in its group
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
+            with self._lock:
+                self._groups.pop(pgid, None)
+        notices = logging.getLogger(NOTICE_LOGGER)
+        if stopped:
+            notices.warning("%s (%s)", stopped, describe_status(returncode))
+        if cancelled():
+            return
+        if returncode != 0:
+            raise CommandFailed(describe_status(returncode))
+
+    def _pump(self, process: subprocess.Popen[bytes]) -> tuple[int, str]:
+        """Log the command's lines until it ends; stop it on cancel. Returns (status, what we did)."""
+        assert process.stdout is not None and process.stderr is not None
+        log = logging.getLogger(self.name)
+        pgid = process.pid
+        streams = {
+            process.stdout.fileno(): (logging.INFO, LineSplitter(self._max_line)),
+            process.stderr.fileno(): (logging.WARNING, LineSplitter(self._max_line)),
+        }
+        stopped = ""
+        terminated_at: float | None = None
+        killed = False
+        exited_at: float | None = None
+        with selectors.DefaultSelector() as selector:
+            for fd in streams:
+                selector.register(fd, selectors.EVENT_READ)
+            while True:
+                now = time.monotonic()
+                if exited_at is None and process.poll() is not None:
+                    exited_at = now
+                    if terminated_at is None and _signal_group(pgid, signal.SIGTERM):
+                        terminated_at = now
+                        stopped = "the command exited; stopped the processes it left running"
+                if terminated_at is None and cancelled():
+                    _signal_group(pgid, signal.SIGTERM)
+                    terminated_at = now
+                    stopped = f"cancelled: sent SIGTERM to the command's process group (grace {self.grace:g}s)"
+                if terminated_at is not None and not killed and now - terminated_at >= self.grace:
+                    _signal_group(pgid, signal.SIGKILL)
+                    killed = True
+                    stopped += "; still running after the grace period: sent SIGKILL"
+                if not selector.get_map():
+                    if exited_at is not None:
+                        break
+                    time.sleep(_POLL)  # it closed its output but runs on
+                    continue
+                if exited_at is not None and now - exited_at >= self.grace + 1.0:
+                    break  # its pipes are held open outside its process group: stop reading
+                for key, _ in selector.select(_POLL):
+                    fd = int(key.fd)
+                    level, splitter = streams[fd]
+                    data = os.read(fd, 65536)
+                    if data:
+                        lines = splitter.feed(data)
+                    else:
+                        selector.unregister(fd)
+                        lines = splitter.flush()
+                    for line in lines:
+                        log.log(level, line)
+        return process.wait(), stopped
