@@ -397,7 +397,7 @@ def _demo(args: argparse.Namespace) -> int:
     def build() -> Site:
         return Site(make_app(**options), lambda: ["/"], lambda timeout: None, lambda: None)
 
-    return _serve(args, build, "the demo", grace=1.0)
+    return _serve(args, build, "the demo", grace=1.0, jobs_index=False)
 
 
 # -- building blocks ------------------------------------------------------------
@@ -608,7 +608,9 @@ def _shutdown(site: Site, grace: float) -> None:
         site.kill()
 
 
-def _serve(args: argparse.Namespace, build: Callable[[], Site], what: str, *, grace: float) -> int:
+def _serve(
+    args: argparse.Namespace, build: Callable[[], Site], what: str, *, grace: float, jobs_index: bool = True
+) -> int:
     token = _resolve_token(args)
     host, port = args.host, args.port
     if not _is_loopback(host) and token is None:
@@ -629,7 +631,8 @@ def _serve(args: argparse.Namespace, build: Callable[[], Site], what: str, *, gr
         suffix = f"?token={quote(token, safe='')}" if token is not None else ""
         for path in paths:
             print(f"wsgi-logstream: {what} at {base}{path}{suffix}", flush=True)
-        print(f"wsgi-logstream: all jobs at {base}/{suffix}  (Ctrl-C to stop)", flush=True)
+        where = f"all jobs at {base}/{suffix}  " if jobs_index else ""
+        print(f"wsgi-logstream: {where}(Ctrl-C to stop)", flush=True)
 
     if args.server == "gunicorn":
         return _serve_gunicorn(args, lambda: wrap(build()), announce, grace)
