@@ -1,4 +1,4 @@
-"""waitress streams with the settings docs/deploying.md gives; the old ``send_bytes`` default did not.
+"""waitress streams with the settings the README's "Deploying" section gives; the old ``send_bytes`` default did not.
 
 waitress sends what the application yields as soon as ``send_bytes`` bytes
 are waiting; that setting has defaulted to 1 (and been deprecated) since
