@@ -51,14 +51,26 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    sndbuf: int | None = None
+
+    def setup(self) -> None:
+        if self.sndbuf is not None:
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 @contextlib.contextmanager
-def wsgiref_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` with a threaded ``wsgiref`` server; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+def wsgiref_server(app: Any, *, sndbuf: int | None = None) -> Iterator[str]:
+    """Serve ``app`` with a threaded ``wsgiref`` server; yields its base URL.
+
+    ``sndbuf`` shrinks each connection's send buffer, so that a client that
+    stops reading fills the socket after kilobytes, not megabytes.
+    """
+    handler = type("Handler", (_QuietHandler,), {"sndbuf": sndbuf})
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

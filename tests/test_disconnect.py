@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from servers import RawClient, wait_until
+from servers import wsgiref_server as serve
 
 import wsgi_logstream
 from tests.apps.core_client import call, logging_snapshot
-from tests.apps.core_server import serve
 from wsgi_logstream import cancelled, logstream, wait_cancelled
 from wsgi_logstream.capture import Sink, current_sink
 

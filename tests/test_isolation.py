@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from servers import wsgiref_server as serve
 
 import wsgi_logstream
 from tests.apps.core_client import call
-from tests.apps.core_server import serve
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.isolation")

@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 import pytest
+from servers import wsgiref_server as serve
 
-from tests.apps.core_server import serve
 from wsgi_logstream import logstream
 from wsgi_logstream.capture import current_sink
 
