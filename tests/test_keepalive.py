@@ -15,9 +15,9 @@ from html.parser import HTMLParser
 
 import pytest
 from servers import RawClient
+from servers import wsgiref_server as serve
 
 from tests.apps.core_client import parse_sse
-from tests.apps.core_server import serve
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.keepalive")
@@ -91,8 +91,8 @@ def test_head_goes_out_at_once_and_silence_gets_a_keepalive_that_is_not_a_log_li
         assert client.status == 200
         head_length = client.body.index(HEAD_END[name]) + len(HEAD_END[name])
         assert not logged.is_set()
-        # A keep-alive: more bytes while the target is still silent, up to its end of line.
-        terminator = b"\n\n" if name == "sse" else b"\n"
+        # A keep-alive: more bytes while the target is still silent, up to its end.
+        terminator = {"sse": b"\n\n", "html": b"-->"}.get(name, b"\n")
         _read_past(client, head_length, terminator)
         assert not logged.is_set()
         _assert_keepalive_only(name, client.body[head_length:])

@@ -91,10 +91,16 @@ class Sink:
         except Exception as exc:  # a broken formatter or bad %-args must not lose the record
             message = _fallback_message(record)
             line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
+        name = record.name
         if self._redact is not None:
             line = self._redact(line)
             message = self._redact(message)
-        self.channel.append_log(record.created, record.levelno, record.levelname, record.name, message, line)
+            name = self._redact(name)
+        self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
+
+    def redacted(self, text: str) -> str:
+        """``text`` with the stream's ``redact`` option applied (if any)."""
+        return self._redact(text) if self._redact is not None and text else text
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -200,7 +206,8 @@ def progress(done: float, total: float | None = None, message: str | None = None
         return
     if total is not None and total < 0:
         raise ValueError(f"progress total must be >= 0, got {total!r}")
-    sink.channel.append_progress(time.time(), float(done), None if total is None else float(total), message)
+    note = None if message is None else sink.redacted(str(message))
+    sink.channel.append_progress(time.time(), float(done), None if total is None else float(total), note)
 
 
 def bind(func: Callable[..., _T]) -> Callable[..., _T]:

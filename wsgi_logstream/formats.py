@@ -19,13 +19,15 @@ Escaping rules, per format:
   message can never forge an event, id or retry field; keep-alives are
   comments. With ``detail=True`` each record's data is its ndjson object.
 * ndjson: ``json.dumps`` of each record, exact; lone surrogates (undecodable
-  bytes) are written as ``\\udcXX`` text so every line is strict UTF-8 JSON.
+  bytes) are written as ``\\udcXX`` text and non-finite numbers as ``null``
+  so every line is strict UTF-8 JSON.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import time
 from typing import Any, Sequence
@@ -44,13 +46,13 @@ _SPLIT = re.compile("\r\n|\r|\n")
 
 def _picture(match: re.Match[str]) -> str:
     char = match.group()
+    if len(char) > 1:
+        return char  # an SGR colour sequence kept on purpose
     code = ord(char)
     if code < 0x20:
         return chr(0x2400 + code)  # U+2400 CONTROL PICTURES: ␀ ␁ … ␛ …
     if code == 0x7F:
         return "\u2421"  # ␡
-    if len(char) > 1:
-        return char  # an SGR colour sequence kept on purpose
     return f"\\x{code:02x}"  # C1 controls have no pictures
 
 
@@ -72,6 +74,12 @@ def _clean(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def _finite(number: float | None) -> float | None:
+    # NaN and infinities are not JSON: json.dumps would write NaN, which strict
+    # parsers (JSON.parse) reject, breaking the whole line.
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _when(epoch: float) -> str:
@@ -118,15 +126,15 @@ def record_object(entry: Entry) -> dict[str, Any]:
             "event": "progress",
             "seq": entry.seq,
             "time": entry.created,
-            "done": entry.done,
-            "total": entry.total,
+            "done": _finite(entry.done),
+            "total": _finite(entry.total),
             "message": _clean(entry.message) if entry.message else None,
         }
     return {
         "event": "log",
         "seq": entry.seq,
         "time": entry.created,
-        "level": entry.levelname,
+        "level": _clean(entry.levelname),
         "levelno": entry.levelno,
         "logger": _clean(entry.name),
         "message": _clean(entry.message),
@@ -172,19 +180,23 @@ class TextFormat(Format):
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = [f"-- {_plural(missed, 'line')} dropped: this reader fell behind --\n"] if missed else []
         for entry in entries:
+            # Each entry on its own: a record ending in CR must not merge with
+            # the LF after it and so hide where one record ends.
             if entry.kind == "log":
-                parts.append(entry.line)
+                parts.append(visible(entry.line, keep_sgr=self.ansi))
                 parts.append("\n")
             else:
-                note = f" {entry.message}" if entry.message else ""
+                note = f" {visible(entry.message)}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
-        return _utf8(visible("".join(parts), keep_sgr=self.ansi))
+        return _utf8("".join(parts))
 
     def keepalive(self) -> bytes:
         return b"\n"
 
     def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
-        text = f"-- {summary_text(summary, dropped)} --\n"
+        # The summary stays one line, the last, whatever the error message holds
+        # (its line breaks shown as ␤; the traceback above has it in full).
+        text = f"-- {_SPLIT.sub(chr(0x2424), summary_text(summary, dropped))} --\n"
         if summary.traceback:
             text = summary.traceback.rstrip("\n") + "\n" + text
         return _utf8(visible(text))
@@ -288,7 +300,7 @@ class HtmlFormat(Format):
         return _utf8("".join(parts))
 
     def keepalive(self) -> bytes:
-        return b"<!-- keepalive -->\n"
+        return b"<!-- keepalive -->"  # no newline: inside <pre> it would show as a blank line
 
     def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
         trace = ""
