@@ -29,3 +29,13 @@ worker_connections = 4000
 timeout = 30  # the worker's heartbeat, as with gthread: not a limit on a stream's length
 graceful_timeout = 60  # on reload or stop, open streams get this long, then are cut
 keepalive = 75  # longer than nginx's upstream keepalive_timeout (60 s)
+
+
+def post_fork(server, worker):
+    # With thousands of streams a worker tracks about a million objects, and
+    # CPython's full collections over them pause every stream for up to a
+    # second (docs/benchmarks.md, the scale workload). Collecting less often
+    # keeps each stream's lines within their second at 10,000 streams.
+    import gc
+
+    gc.set_threshold(50_000, 20, 10)

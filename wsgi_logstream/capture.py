@@ -129,10 +129,17 @@ def _fallback_message(record: logging.LogRecord) -> str:
 
 
 def _is_enabled_for(self: logging.Logger, level: int) -> bool:
+    sink = _current.get()
+    if sink is None:
+        # Outside a stream: the original's own fast path, then the original.
+        # This runs for every disabled logger.debug() in the process.
+        try:
+            return not self.disabled and self._cache[level]  # type: ignore[attr-defined,no-any-return]
+        except (KeyError, AttributeError):
+            return _original_is_enabled_for(self, level)
     if _original_is_enabled_for(self, level):
         return True
-    sink = _current.get()
-    return sink is not None and not self.disabled and sink.wants(self.name, level) and (self.manager.disable < level)
+    return not self.disabled and sink.wants(self.name, level) and self.manager.disable < level
 
 
 def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
