@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from html.parser import HTMLParser
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from servers import RawClient, wsgiref_server
 
 from tests.apps.core_client import TestApp, call, parse_sse
+from tests.apps.targets import CountingTarget
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.formats")
@@ -46,19 +46,6 @@ def failing() -> None:
 def _app(target: Any = two_lines, **options: Any) -> TestApp:
     options.setdefault("formatter", FORMAT)
     return TestApp(logstream(target, **options))
-
-
-class Counter:
-    """A target that counts its runs, to prove a request did not run it."""
-
-    def __init__(self) -> None:
-        self.runs = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        with self._lock:
-            self.runs += 1
-        log.info("ran")
 
 
 # -- negotiation ---------------------------------------------------------------
@@ -93,7 +80,7 @@ def test_accept_header_negotiates_the_format(accept: str | None, expected: str) 
 
 
 def test_unknown_format_is_a_400_naming_the_accepted_values_and_runs_nothing() -> None:
-    counter = Counter()
+    counter = CountingTarget("tests.formats")
     response = _app(counter).get("/?format=xml", status=400)
     for name in MEDIA:
         assert name in response.text
@@ -353,7 +340,7 @@ def test_a_real_server_sends_no_content_length_for_a_stream() -> None:
 
 @pytest.mark.parametrize("name", list(MEDIA))
 def test_head_answers_the_headers_without_running_the_target(name: str) -> None:
-    counter = Counter()
+    counter = CountingTarget("tests.formats")
     response = _app(counter).head(f"/?format={name}")
     assert response.status_int == 200
     assert response.headers["Content-Type"] == MEDIA[name]
@@ -364,7 +351,7 @@ def test_head_answers_the_headers_without_running_the_target(name: str) -> None:
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
 def test_other_methods_get_405_with_allow_and_run_nothing(method: str) -> None:
-    counter = Counter()
+    counter = CountingTarget("tests.formats")
     response = _app(counter).request("/", method=method, status=405)
     allowed = {m.strip() for m in response.headers["Allow"].split(",")}
     assert {"GET", "HEAD"} <= allowed

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from typing import Any, Iterator
 
@@ -30,6 +29,7 @@ from tests.apps.hostile_wire import (
     parse_html,
     parse_sse,
 )
+from tests.apps.targets import CountingTarget
 from wsgi_logstream import logstream
 
 FORMATS = ["text", "html", "sse", "ndjson"]
@@ -223,23 +223,12 @@ MEDIA = {
 }
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.runs = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        with self._lock:
-            self.runs += 1
-        logging.getLogger("hp.request").info("ran <%s>", self.runs)
-
-
 @settings(EXAMPLES, max_examples=200)
 @given(query=queries, accept=st.none() | accepts, extra=headers, method=st.sampled_from(["GET", "HEAD", "POST"]))
 def test_any_request_gets_a_valid_stream_or_a_short_plain_4xx_and_only_a_stream_runs_the_target(
     query: str, accept: str | None, extra: dict[str, str], method: str
 ) -> None:
-    counter = _Counter()
+    counter = CountingTarget("hp.request")
     sent = dict(extra)
     if accept is not None:
         sent["Accept"] = accept

@@ -18,6 +18,7 @@ import pytest
 from servers import RawClient, wait_until, wsgiref_server
 
 from tests.apps.hostile_wire import Reply, call
+from tests.apps.targets import CountingTarget
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.hostile.requests")
@@ -29,19 +30,6 @@ TRIED: Counter[str] = Counter()
 def _print_counts() -> Iterator[None]:
     yield
     print("\n[requests] " + ", ".join(f"{key}: {count}" for key, count in sorted(TRIED.items())))
-
-
-class Counted:
-    """A target that counts its runs."""
-
-    def __init__(self) -> None:
-        self.runs = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        with self._lock:
-            self.runs += 1
-        log.info("ran")
 
 
 def _assert_rejected(reply: Reply, status: int, *, mentions: str) -> None:
@@ -82,7 +70,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_a_bad_request_is_a_short_plain_4xx_and_runs_nothing(case: str) -> None:
     query, headers, method, body, status, mentions = BAD[case]
-    target = Counted()
+    target = CountingTarget("tests.hostile.requests")
     environ = {"CONTENT_LENGTH": "twelve"} if case == "GET with a bad Content-Length" else None
     reply = call(
         logstream(target), query, method=method, headers=headers, body=body, environ=environ, validate=environ is None
@@ -94,7 +82,7 @@ def test_a_bad_request_is_a_short_plain_4xx_and_runs_nothing(case: str) -> None:
 
 
 def test_a_chunked_get_is_refused_as_a_body() -> None:
-    target = Counted()
+    target = CountingTarget("tests.hostile.requests")
     reply = call(logstream(target), headers={"Transfer-Encoding": "chunked"})
     _assert_rejected(reply, 400, mentions="must not carry a body")
     assert target.runs == 0
@@ -102,7 +90,7 @@ def test_a_chunked_get_is_refused_as_a_body() -> None:
 
 @pytest.mark.parametrize("fmt", ["text", "html", "sse", "ndjson"])
 def test_head_sends_the_stream_headers_and_never_runs_the_target(fmt: str) -> None:
-    target = Counted()
+    target = CountingTarget("tests.hostile.requests")
     reply = call(logstream(target), f"format={fmt}", method="HEAD")
     assert reply.status == 200 and reply.body == b""
     assert reply.headers["cache-control"] == "no-cache"
@@ -119,7 +107,7 @@ def test_head_sends_the_stream_headers_and_never_runs_the_target(fmt: str) -> No
     ],
 )
 def test_last_event_id_on_a_plain_sse_stream_is_204_so_eventsource_stops(query: str, headers: dict[str, str]) -> None:
-    target = Counted()
+    target = CountingTarget("tests.hostile.requests")
     reply = call(logstream(target), query, headers=headers)
     assert reply.status == 204 and reply.body == b""
     assert "content-type" not in reply.headers
@@ -128,7 +116,7 @@ def test_last_event_id_on_a_plain_sse_stream_is_204_so_eventsource_stops(query: 
 
 
 def test_last_event_id_on_other_formats_is_ignored_and_streams() -> None:
-    target = Counted()
+    target = CountingTarget("tests.hostile.requests")
     reply = call(logstream(target), "format=ndjson", headers={"Last-Event-ID": "3"})
     assert reply.status == 200 and target.runs == 1
 
@@ -172,7 +160,7 @@ def _exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_a_real_server_rejects_the_same_and_runs_nothing() -> None:
-    target = Counted()
+    target = CountingTarget("tests.hostile.requests")
     requests = {
         "GET with a body": (b"GET /?format=text HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 400),
         "PUT": (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
