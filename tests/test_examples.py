@@ -107,3 +107,49 @@ def test_plain_example_runs_under_gevent_config() -> None:
     example = EXAMPLES_UNDER_TEST[0]
     with gunicorn_with("gunicorn_gevent.conf.py", example.app, "--graceful-timeout", "1") as server:
         _check(server.url, example)
+
+
+def _post(url: str, path: str) -> tuple[int, dict[str, str]]:
+    with RawClient(url, path, method="POST", headers={"Content-Length": "0"}) as client:
+        client.read_to_end()
+    return client.status, client.headers
+
+
+@pytest.mark.servers
+def test_jobs_example_runs_on_after_its_viewer_left_and_can_be_cancelled() -> None:
+    with gunicorn_with("gunicorn.conf.py", "examples.jobs_app:application") as server:
+        status, headers = _post(server.url, "/import?rows=3&delay=30")
+        assert status == 303
+        job = headers["location"]
+        assert job.startswith("/import/")
+        # A viewer reads the first row's wait begin, then leaves.
+        with RawClient(server.url, job) as client:
+            client.read_until(b"importing 3 rows", timeout=15)
+        # Another comes back: the same job, from its first line, still running.
+        with RawClient(server.url, f"{job}?format=ndjson") as client:
+            client.read_until(b"importing 3 rows", timeout=15)
+            assert b'"event":"end"' not in client.body
+            status, _ = _post(server.url, f"{job}/cancel")
+            assert status == 303
+            body = client.read_to_end()
+        assert b"cancelled before row 1" in body
+        assert b'"status":"cancelled"' in body
+        # A short one runs to its end; its whole log is there afterwards.
+        status, headers = _post(server.url, "/import?rows=2&delay=0")
+        with RawClient(server.url, headers["location"] + "?format=text") as client:
+            body = client.read_to_end()
+        assert b"row 2 stored" in body
+        assert_ended_ok("text", body)
+        status, body = _get(server.url, "/")
+        assert status == 200 and b"Imports" in body
+
+
+def test_jobs_example_runs_as_its_docstring_says() -> None:
+    port = free_port()
+    with Program([sys.executable, "examples/jobs_app.py", str(port)], port) as server:
+        status, headers = _post(server.url, "/import?rows=2&delay=0")
+        assert status == 303
+        with RawClient(server.url, headers["location"] + "?format=sse") as client:
+            body = client.read_to_end()
+        assert b"row 2 stored" in body
+        assert_ended_ok("sse", body)

@@ -504,10 +504,9 @@ def _announce_end(job: Job, what: str) -> None:
 
     def wait() -> None:
         job.wait(None)
-        status = getattr(job, "status", "finished")
-        summary = getattr(getattr(job, "channel", None), "summary", None)
+        summary = job.channel.summary
         error = f": {summary.error}" if summary is not None and summary.error else ""
-        print(f"wsgi-logstream: {what} ended ({status}{error}); its log stays here. Ctrl-C to stop.", flush=True)
+        print(f"wsgi-logstream: {what} ended ({job.status}{error}); its log stays here. Ctrl-C to stop.", flush=True)
 
     threading.Thread(target=wait, name="wsgi-logstream-announce", daemon=True).start()
 
