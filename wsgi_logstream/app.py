@@ -21,6 +21,7 @@ from .request import (
     BadRequest,
     allow,
     choose_format,
+    environ_for_target,
     error_response,
     make_format,
     query_params,
@@ -75,6 +76,10 @@ class LogStreamApp:
         if environ.get("REQUEST_METHOD") == "HEAD":
             start_response("200 OK", headers)
             return []
+        try:
+            target_environ = environ_for_target(environ)
+        except BadRequest as error:
+            return error_response(start_response, error)
         if self._slots is not None and not self._slots.acquire(blocking=False):
             return error_response(
                 start_response,
@@ -87,7 +92,7 @@ class LogStreamApp:
         with self._count_lock:
             self._running += 1
         channel = Channel(self.options.max_buffer)
-        operation = Operation(self._call, dict(environ), self.options, channel, on_finish=self._finished)
+        operation = Operation(self._call, target_environ, self.options, channel, on_finish=self._finished)
         reader = channel.reader()
         operation.start()
         start_response("200 OK", headers)

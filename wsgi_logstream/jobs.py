@@ -20,7 +20,6 @@ gone. Ids come from :mod:`secrets`, so nobody finds another's job by counting.
 from __future__ import annotations
 
 import html
-import io
 import json
 import re
 import secrets
@@ -38,6 +37,7 @@ from .request import (
     BadRequest,
     allow,
     choose_format,
+    environ_for_target,
     error_response,
     make_format,
     query_params,
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["Job", "JobsApp", "jobs"]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-MAX_FORM_BYTES = 1 << 20
 
 
 class Job:
@@ -195,7 +194,7 @@ class JobsApp:
         allow(("GET", "HEAD", "POST") if self.allow_start else ("GET", "HEAD"), environ)
         if environ["REQUEST_METHOD"] == "POST":
             try:
-                job = self.start(_with_buffered_body(environ))
+                job = self.start(environ_for_target(environ))
             except RuntimeError as exc:
                 raise BadRequest("503 Service Unavailable", str(exc), [("Retry-After", "5")]) from None
             location = f"{self._base(environ)}/{job.id}"
@@ -326,21 +325,6 @@ def _since(value: str | None, next_seq: int) -> int:
     if since > next_seq:
         raise BadRequest("400 Bad Request", f"since={since} is beyond this job's last line ({next_seq - 1})")
     return since
-
-
-def _with_buffered_body(environ: WSGIEnvironment) -> dict[str, Any]:
-    """A copy of ``environ`` whose body is read now, so the job can read it later."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise BadRequest("400 Bad Request", "invalid Content-Length") from None
-    if length > MAX_FORM_BYTES:
-        raise BadRequest("413 Content Too Large", f"request body larger than {MAX_FORM_BYTES} bytes")
-    body = environ["wsgi.input"].read(length) if length > 0 else b""
-    copy = dict(environ)
-    copy["wsgi.input"] = io.BytesIO(body)
-    copy["CONTENT_LENGTH"] = str(len(body))
-    return copy
 
 
 def jobs(

@@ -6,6 +6,7 @@ runs, and answered with a short ``text/plain`` message and a 4xx status.
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import parse_qs
 
@@ -18,6 +19,7 @@ __all__ = [
     "STREAM_HEADERS",
     "BadRequest",
     "choose_format",
+    "environ_for_target",
     "error_response",
     "make_format",
     "query_params",
@@ -26,6 +28,7 @@ __all__ = [
 
 MAX_QUERY = 4096
 MAX_HEADER_BYTES = 16384
+MAX_BODY = 1 << 20  # a form that starts an operation, not an upload
 
 #: Sent with every stream: no caching, no proxy buffering, no type sniffing
 #: (Chrome holds back the first KiB of text/plain to sniff it otherwise).
@@ -174,3 +177,22 @@ def allow(methods: tuple[str, ...], environ: dict[str, Any]) -> None:
             f"method {method[:20]} not allowed: use {', '.join(methods)}",
             [("Allow", ", ".join(methods))],
         )
+
+
+def environ_for_target(environ: WSGIEnvironment) -> dict[str, Any]:
+    """A copy of ``environ`` for the target, its body (if any) read now.
+
+    The target runs in another thread, possibly after the response that
+    started it: the request's own input stream is no longer safe to read then.
+    """
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("400 Bad Request", "invalid Content-Length") from None
+    if length > MAX_BODY:
+        raise BadRequest("413 Content Too Large", f"request body larger than {MAX_BODY} bytes")
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    copy = dict(environ)
+    copy["wsgi.input"] = io.BytesIO(body)
+    copy["CONTENT_LENGTH"] = str(len(body))
+    return copy
