@@ -229,6 +229,28 @@ def test_since_beyond_the_end_is_400(make_app: Callable[..., JobsApp]) -> None:
     assert "12" in reply.text
 
 
+def test_a_running_job_refuses_a_since_past_its_last_line_and_serves_the_next_from_its_last(
+    make_app: Callable[..., JobsApp],
+) -> None:
+    go = threading.Event()
+
+    def target() -> None:
+        log.info("line 1")
+        log.info("line 2")
+        assert go.wait(10)
+        log.info("line 3")
+
+    app = make_app(target)
+    job = app.start()
+    wait_until(lambda: job.channel.next_seq == 3, message="two lines logged")
+    # seq 3 does not exist yet: claiming to have it would silently skip it.
+    TestApp(app).get(f"/{job.id}?format=ndjson&since=3", status=400)
+    go.set()
+    assert job.wait(10)
+    body = TestApp(app).get(f"/{job.id}?format=ndjson&since=2").body
+    assert records(body, "ndjson") == [(3, "line 3")]
+
+
 MALFORMED = ["abc", "-1", "1e3", "1.5", "+1", " 1", "0x1", "9" * 19, "9" * 18, "²", "١", "1\x00"]
 
 

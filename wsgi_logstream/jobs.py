@@ -291,7 +291,9 @@ class JobsApp:
         last_event_id = environ.get("HTTP_LAST_EVENT_ID") if name == "sse" else None
         # EventSource reconnects to its original URL, ?since= included, and adds
         # Last-Event-ID: the header is the newer news.
-        since = _since(last_event_id if last_event_id is not None else params.get("since"), channel.next_seq)
+        # A running job's last line is next_seq - 1; a finished one's end event has id next_seq.
+        newest = channel.next_seq if job.finished else channel.next_seq - 1
+        since = _since(last_event_id if last_event_id is not None else params.get("since"), newest)
         if last_event_id is not None and job.finished and since >= channel.next_seq:
             # The client saw the end event and EventSource reconnected: 204 stops it.
             start_response("204 No Content", [("Cache-Control", "no-cache")])
@@ -315,15 +317,15 @@ class JobsApp:
         )
 
 
-def _since(value: str | None, next_seq: int) -> int:
-    """The last sequence number a client already has (0: none)."""
+def _since(value: str | None, newest: int) -> int:
+    """The last sequence number a client already has (0: none); at most ``newest``."""
     if value is None or value == "":
         return 0
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise BadRequest("400 Bad Request", "since (or Last-Event-ID) must be a whole number >= 0")
     since = int(value)
-    if since > next_seq:
-        raise BadRequest("400 Bad Request", f"since={since} is beyond this job's last line ({next_seq - 1})")
+    if since > newest:
+        raise BadRequest("400 Bad Request", f"since={since} is beyond the newest event of this job ({newest})")
     return since
 
 
