@@ -96,3 +96,17 @@ def test_the_server_keeps_serving_after_a_target_fails(caplog: pytest.LogCapture
     assert first[-1]["status"] == "error"
     assert second[-1]["status"] == "ok"
     assert [o["message"] for o in second if o["event"] == "log"] == ["second call works"]
+
+
+def test_the_traceback_shown_starts_at_the_targets_own_frame() -> None:
+    def parse_row() -> None:
+        raise ValueError("bad row 7")
+
+    def failing_import() -> None:
+        parse_row()
+
+    body = TestApp(logstream(failing_import)).get("/?format=ndjson").body
+    trace = [json.loads(line) for line in body.decode().splitlines()][-1]["traceback"]
+    frames = [line for line in trace.splitlines() if line.lstrip().startswith("File ")]
+    assert "in failing_import" in frames[0] and "in parse_row" in frames[1], trace
+    assert "wsgi_logstream" not in trace

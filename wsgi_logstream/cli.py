@@ -499,6 +499,16 @@ class ReplayLast:
         return self.app(environ, start_response)
 
 
+_say_lock = threading.Lock()
+
+
+def _say(line: str) -> None:
+    """One status line on stdout, whole: the end of a quick job is announced from another thread."""
+    with _say_lock:
+        sys.stdout.write(f"wsgi-logstream: {line}\n")
+        sys.stdout.flush()
+
+
 def _announce_end(job: Job, what: str) -> None:
     """Say on the terminal when the job ends; its log stays served."""
 
@@ -506,7 +516,7 @@ def _announce_end(job: Job, what: str) -> None:
         job.wait(None)
         summary = job.channel.summary
         error = f": {summary.error}" if summary is not None and summary.error else ""
-        print(f"wsgi-logstream: {what} ended ({job.status}{error}); its log stays here. Ctrl-C to stop.", flush=True)
+        _say(f"{what} ended ({job.status}{error}); its log stays here. Ctrl-C to stop.")
 
     threading.Thread(target=wait, name="wsgi-logstream-announce", daemon=True).start()
 
@@ -629,9 +639,11 @@ def _serve(
         base = f"http://{_url_host(host)}:{bound_port}"
         suffix = f"?token={quote(token, safe='')}" if token is not None else ""
         for path in paths:
-            print(f"wsgi-logstream: {what} at {base}{path}{suffix}", flush=True)
-        where = f"all jobs at {base}/{suffix}  " if jobs_index else ""
-        print(f"wsgi-logstream: {where}(Ctrl-C to stop)", flush=True)
+            _say(f"{what} at {base}{path}{suffix}")
+        if jobs_index:
+            _say(f"all jobs at {base}/{suffix}  (Ctrl-C to stop)")
+        else:
+            _say("Ctrl-C to stop")
 
     if args.server == "gunicorn":
         return _serve_gunicorn(args, lambda: wrap(build()), announce, grace)

@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from . import capture
 from .capture import Sink, install, run_bound
 from .channel import Channel, Summary
 from .options import Options
@@ -46,6 +47,18 @@ def target_caller(target: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]
     if positional:
         return lambda environ: target(environ)
     return lambda environ: target()
+
+
+# Frames of the machinery that calls the target: left out of the traceback shown to readers.
+_OWN_FILES = frozenset({__file__, capture.__file__})
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the target's own first frame down."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class Operation:
@@ -119,7 +132,7 @@ class Operation:
                 run_bound(self.sink, lambda: self._call(self._environ))
             except BaseException as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                trace = traceback.format_exc() if self.options.traceback else None
+                trace = _user_traceback(exc) if self.options.traceback else None
                 # Outside run_bound: this goes to the host's logging, not to the stream.
                 _log.error("operation %s failed: %s", self._thread.name, error, exc_info=True)
             else:
