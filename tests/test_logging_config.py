@@ -186,3 +186,32 @@ def test_a_hundred_requests_leave_the_logging_tree_as_it_was_and_add_no_handler_
     assert done.stderr.count("ERROR wsgi_logstream operation") == 10
     for captured_only in ("info ", "quiet ", "worker "):
         assert captured_only not in done.stderr
+
+
+def test_a_wrapper_another_library_put_on_logging_first_keeps_seeing_what_the_host_logs() -> None:
+    # Error trackers such as Sentry wrap Logger.callHandlers process-wide. Installed
+    # before the first stream, such a wrapper must still see every record the host's
+    # logging handles, inside a stream and out, and none it would not have.
+    done = run(
+        """
+        seen = []
+        original = logging.Logger.callHandlers
+
+        def tracker(self, record):
+            seen.append(record.getMessage())
+            return original(self, record)
+
+        logging.Logger.callHandlers = tracker
+        logging.basicConfig(level=logging.WARNING)
+
+        def target():
+            logging.getLogger("app").info("info in the stream")
+            logging.getLogger("app").warning("warning in the stream")
+
+        body = stream(wsgi_logstream.logstream(target)).decode()
+        logging.getLogger("app").warning("warning outside")
+        assert "info in the stream" in body and "warning in the stream" in body, body
+        print(seen)
+        """
+    )
+    assert done.stdout.strip() == "['warning in the stream', 'warning outside']"

@@ -39,8 +39,11 @@ __all__ = ["Sink", "Thread", "bind", "cancelled", "current_sink", "install", "pr
 _current: contextvars.ContextVar[Sink | None] = contextvars.ContextVar("wsgi_logstream_sink", default=None)
 _install_lock = threading.Lock()
 _installed = False
+# What the wrappers call: the methods as install() found them, so that a wrapper
+# another library installed earlier (Sentry wraps callHandlers) keeps working.
 _original_is_enabled_for = logging.Logger.isEnabledFor
 _original_call_handlers = logging.Logger.callHandlers
+_stdlib_fast_path = True  # isEnabledFor is logging's own, so its cache may be read directly
 
 _T = TypeVar("_T")
 
@@ -133,6 +136,8 @@ def _is_enabled_for(self: logging.Logger, level: int) -> bool:
     if sink is None:
         # Outside a stream: the original's own fast path, then the original.
         # This runs for every disabled logger.debug() in the process.
+        if not _stdlib_fast_path:
+            return _original_is_enabled_for(self, level)
         try:
             return not self.disabled and self._cache[level]  # type: ignore[attr-defined,no-any-return]
         except (KeyError, AttributeError):
@@ -156,10 +161,13 @@ def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
 
 def install() -> None:
     """Wrap the two ``logging.Logger`` methods, once per process (idempotent)."""
-    global _installed
+    global _installed, _original_is_enabled_for, _original_call_handlers, _stdlib_fast_path
     with _install_lock:
         if _installed:
             return
+        _original_is_enabled_for = logging.Logger.isEnabledFor
+        _original_call_handlers = logging.Logger.callHandlers
+        _stdlib_fast_path = getattr(_original_is_enabled_for, "__module__", None) == "logging"
         logging.Logger.isEnabledFor = _is_enabled_for  # type: ignore[method-assign]
         logging.Logger.callHandlers = _call_handlers  # type: ignore[method-assign]
         _installed = True
