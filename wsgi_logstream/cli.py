@@ -32,7 +32,7 @@ import socket
 import sys
 import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
@@ -117,6 +117,7 @@ class Site:
     start: Callable[[], list[str]]  # starts what runs at launch; returns the paths to announce
     stop: Callable[[float], object]  # cancels what runs and waits up to that many seconds
     kill: Callable[[], None]  # the last resort: SIGKILL whatever is left
+    announced: threading.Event = field(default_factory=threading.Event)  # its URLs are printed
 
 
 # -- arguments ----------------------------------------------------------------
@@ -340,10 +341,11 @@ def _run(args: argparse.Namespace) -> int:
 
         def start() -> list[str]:
             job = app.start()
-            _announce_end(job, what)
+            _announce_end(job, what, site.announced)
             return [job.url_path]
 
-        return Site(app, start, app.shutdown, command.kill_all)
+        site = Site(app, start, app.shutdown, command.kill_all)
+        return site
 
     return _serve(args, build, what, grace=args.grace)
 
@@ -381,10 +383,11 @@ def _serve_callable(args: argparse.Namespace) -> int:
 
         def start() -> list[str]:
             job = app.start()
-            _announce_end(job, what)
+            _announce_end(job, what, site.announced)
             return [job.url_path]
 
-        return Site(app, start, app.shutdown, lambda: None)
+        site = Site(app, start, app.shutdown, lambda: None)
+        return site
 
     return _serve(args, build, what, grace=5.0)
 
@@ -509,11 +512,12 @@ def _say(line: str) -> None:
         sys.stdout.flush()
 
 
-def _announce_end(job: Job, what: str) -> None:
-    """Say on the terminal when the job ends; its log stays served."""
+def _announce_end(job: Job, what: str, announced: threading.Event) -> None:
+    """Say on the terminal when the job ends (after its URL was printed); its log stays served."""
 
     def wait() -> None:
         job.wait(None)
+        announced.wait()
         summary = job.channel.summary
         error = f": {summary.error}" if summary is not None and summary.error else ""
         _say(f"{what} ended ({job.status}{error}); its log stays here. Ctrl-C to stop.")
@@ -670,6 +674,7 @@ def _serve_wsgiref(
             site = build()
             server.set_app(site.app)
             announce(server.server_address[1], site.start())
+            site.announced.set()
             server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
             code = EXIT_SIGINT
@@ -745,6 +750,7 @@ def _serve_gunicorn(
         stopper.install(worker)
         bound = worker.sockets[0].getsockname()[1] if worker.sockets else args.port
         announce(bound, sites[0].start())
+        sites[0].announced.set()
 
     def worker_exit(server: Any, worker: Any) -> None:
         stopper.finish()
