@@ -20,6 +20,8 @@ from socketserver import ThreadingMixIn
 from typing import Any, Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -42,6 +44,14 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, message: str
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie (it may exit between any two looks at it)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from servers import RawClient, free_port, wait_until
+from servers import RawClient, free_port, process_gone, wait_until
 
-from tests.test_cli_support import cli, printed_pids, process_gone, python_command, read_ndjson
+from tests.test_cli_support import cli, printed_pids, python_command, read_ndjson
 
 # Prints a line, then waits (at most 20 s) for the file named in argv[1] before going on:
 # the test creates it only after its client has read the first line.

@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from servers import Program, RawClient, free_port, wait_until
+from servers import Program, RawClient, free_port, process_gone, wait_until
 
-from tests.test_cli_support import cli, printed_pids, process_gone, python_command, read_ndjson
+from tests.test_cli_support import cli, printed_pids, python_command, read_ndjson
 
 TASKS = textwrap.dedent(
     """

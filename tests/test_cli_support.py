@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 from servers import Program, RawClient, free_port, wait_until
 
 URL = re.compile(r" at (http://127\.0\.0\.1:\d+(/[A-Za-z0-9_-]*)?)")
@@ -72,14 +71,6 @@ def read_ndjson(base: str, path: str, headers: dict[str, str] | None = None) -> 
         body = client.read_to_end()
     assert client.status == 200, (client.status, body[:300])
     return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-
-
-def process_gone(pid: int) -> bool:
-    """No such process, or only its zombie (reaped by nobody in some containers)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def python_command(source: str) -> tuple[str, ...]:

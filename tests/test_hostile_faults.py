@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
-import psutil
 import pytest
-from servers import Program, RawClient, gunicorn, wait_until, wsgiref_server
+from servers import Program, RawClient, gunicorn, process_gone, wait_until, wsgiref_server
 
 from tests.apps.hostile_wire import call, ndjson_objects, parse_html, parse_sse, stats
 from wsgi_logstream import cancelled, logstream, wait_cancelled
@@ -260,7 +259,7 @@ def test_a_reload_lets_open_streams_finish_on_the_old_worker_and_serves_new_ones
         cut = endless.read_to_end(timeout=60).decode()
         cut_after = time.monotonic() - hup
     assert _chunked_cut(endless) and "-- ok" not in cut
-    wait_until(lambda: not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE, 30)
+    wait_until(lambda: process_gone(old), 30)
     TRIED["SIGHUP reload with open streams"] += 2
     FIGURES.append(
         f"SIGHUP: new worker {new} served at once; a stream released {finished_after:.1f}s after the HUP finished"
