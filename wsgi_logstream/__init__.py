@@ -4,7 +4,7 @@ from .app import logstream
 from .capture import Thread, bind, cancelled, progress, wait_cancelled
 from .jobs import JobsApp, jobs
 from .middleware import LogStreamMiddleware
-from .options import DEFAULT_REDACTIONS
+from .redact import DEFAULT_REDACTIONS
 
 __version__ = "0.1.0.dev0"
 

@@ -425,7 +425,7 @@ def make_jobs(target: Callable[..., Any], options: dict[str, Any], *, allow_star
 
 def _stream_options(args: argparse.Namespace, **defaults: Any) -> dict[str, Any]:
     """Stream options from the command line, validated now so a mistake is exit 2, not a traceback later."""
-    from .options import DEFAULT_REDACTIONS
+    from .redact import DEFAULT_REDACTIONS
 
     options = dict(defaults)
     if args.level:
