@@ -47,16 +47,9 @@ EXAMPLES_UNDER_TEST = [
         "cache cache-v1 is warm",
         "Shop admin",
     ),
-    Example(
-        "django_project",
-        "examples.django_project.wsgi:application",
-        "/ops/reindex",
-        "batches",
-        "reindexing 1 batches of 250 products",
-        "search index is up to date",
-        "Catalogue admin",
-    ),
 ]
+# The Django project and the Flask app need a login: tests/test_django_example.py and
+# tests/test_flask_example.py run them under gunicorn (and Flask as its docstring says).
 
 
 def _get(url: str, path: str) -> tuple[int, bytes]:

@@ -1,0 +1,107 @@
+"""The Django example project, set up once per test process, with a test URLconf beside its own.
+
+:func:`setup` points the example's settings at a SQLite file in a temp dir,
+runs its migrations and makes three users (password ``pw``): ``ada`` (staff,
+may reindex), ``bob`` (may reindex) and ``carol`` (may not). Django can be
+set up only once per process, so every Django test module calls this.
+
+The URLconf (``ROOT_URLCONF = "tests.apps.django_site"``) is the example's,
+plus streams and jobs whose target waits for the test: ``gated`` logs
+``first <key>``, waits until :func:`release` (30 s at most, or a cancel),
+then logs ``second <key>``. A test that reads ``first K`` before releasing
+``K`` has proven the line was streamed while the target still ran.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections import Counter, defaultdict
+from typing import Any
+from urllib.parse import parse_qs
+
+from wsgi_logstream import jobs, logstream, wait_cancelled
+
+log = logging.getLogger("tests.django")
+_gates: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+runs: Counter[str] = Counter()
+_lock = threading.Lock()
+_ready = False
+
+
+def _key(environ: dict[str, Any]) -> str:
+    return parse_qs(environ.get("QUERY_STRING", "")).get("key", ["k"])[0]
+
+
+def release(key: str) -> None:
+    with _lock:
+        _gates[key].set()
+
+
+def gated(environ: dict[str, Any]) -> None:
+    key = _key(environ)
+    with _lock:
+        runs[key] += 1
+        gate = _gates[key]
+    log.info("first %s", key)
+    for _ in range(600):  # 30 s at most
+        if gate.is_set() or wait_cancelled(0.05):
+            break
+    log.info("second %s", key)
+
+
+def setup() -> None:
+    """Set Django up with the example's settings and a fresh database (once per process)."""
+    global _ready
+    if _ready:
+        return
+    directory = tempfile.mkdtemp(prefix="django-example-")
+    atexit.register(shutil.rmtree, directory, True)
+    os.environ["EXAMPLE_DJANGO_DB"] = os.path.join(directory, "db.sqlite3")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_project.settings"
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    make_users()
+    _ready = True
+
+
+def make_users() -> None:
+    from django.contrib.auth.models import Permission, User
+
+    may = Permission.objects.get(codename="run_reindex")
+    for name, staff, allowed in (("ada", True, True), ("bob", False, True), ("carol", False, False)):
+        user = User.objects.create_user(name, password="pw", is_staff=staff)
+        if allowed:
+            user.user_permissions.add(may)
+        if staff:
+            # The admin's changelist needs the model's view permission.
+            user.user_permissions.add(Permission.objects.get(codename="view_product"))
+
+
+setup()
+
+from django.contrib.auth.decorators import login_required, permission_required  # noqa: E402
+from django.urls import include, path  # noqa: E402
+
+from examples.django_project.ops import owner_and_staff  # noqa: E402
+from examples.django_project.urls import urlpatterns as example_patterns  # noqa: E402
+from wsgi_logstream.django import jobs_options, urls  # noqa: E402
+
+may_reindex = permission_required("catalog.run_reindex", raise_exception=True)
+stream = logstream(gated, heartbeat=0.5, formatter="%(message)s", on_disconnect="cancel")
+busy = logstream(gated, heartbeat=0.5, formatter="%(message)s", max_concurrent=1)
+gated_jobs = jobs(gated, heartbeat=0.5, formatter="%(message)s", **jobs_options(authorize=owner_and_staff))
+
+urlpatterns = [
+    *example_patterns,
+    path("t/stream/", include(urls(stream, decorators=[login_required, may_reindex]))),
+    path("t/busy/", include(urls(busy))),
+    path("t/jobs/", include(urls(gated_jobs, decorators=[login_required], name="gated-jobs"))),
+]
