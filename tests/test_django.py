@@ -37,7 +37,7 @@ _keys = itertools.count()
 
 @pytest.fixture(autouse=True)
 def test_urls() -> Iterator[None]:
-    with override_settings(ROOT_URLCONF="tests.apps.django_site"):
+    with override_settings(ROOT_URLCONF="tests.apps.django_site"):  # as tests.apps.django_settings has it
         yield
 
 

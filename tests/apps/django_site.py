@@ -5,11 +5,17 @@ runs its migrations and makes three users (password ``pw``): ``ada`` (staff,
 may reindex), ``bob`` (may reindex) and ``carol`` (may not). Django can be
 set up only once per process, so every Django test module calls this.
 
-The URLconf (``ROOT_URLCONF = "tests.apps.django_site"``) is the example's,
-plus streams and jobs whose target waits for the test: ``gated`` logs
-``first <key>``, waits until :func:`release` (30 s at most, or a cancel),
-then logs ``second <key>``. A test that reads ``first K`` before releasing
-``K`` has proven the line was streamed while the target still ran.
+The URLconf (``ROOT_URLCONF = "tests.apps.django_site"``, as
+``tests.apps.django_settings`` sets it for a server) is the example's, plus
+streams and jobs whose target waits for the test: ``gated`` logs ``first
+<key>``, waits until :func:`release` (30 s at most, or a cancel), then logs
+``second <key>``. A test that reads ``first K`` before releasing ``K`` has
+proven the line was streamed while the target still ran. Under a server,
+``/t/release/<key>`` releases and ``/t/runs/<key>`` tells how often ``K`` ran.
+
+Run as a program (``python -m tests.apps.django_site``, with
+``EXAMPLE_DJANGO_DB`` set) it makes that database and its users, for a server
+started after it.
 """
 
 from __future__ import annotations
@@ -55,14 +61,17 @@ def gated(environ: dict[str, Any]) -> None:
 
 
 def setup() -> None:
-    """Set Django up with the example's settings and a fresh database (once per process)."""
+    """Set Django up with the example's settings and a fresh database, once per process (a server's: never)."""
     global _ready
-    if _ready:
+    from django.apps import apps
+
+    if _ready or apps.ready:
         return
-    directory = tempfile.mkdtemp(prefix="django-example-")
-    atexit.register(shutil.rmtree, directory, True)
-    os.environ["EXAMPLE_DJANGO_DB"] = os.path.join(directory, "db.sqlite3")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_project.settings"
+    if "EXAMPLE_DJANGO_DB" not in os.environ:
+        directory = tempfile.mkdtemp(prefix="django-example-")
+        atexit.register(shutil.rmtree, directory, True)
+        os.environ["EXAMPLE_DJANGO_DB"] = os.path.join(directory, "db.sqlite3")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_settings")
     import django
     from django.core.management import call_command
 
@@ -88,6 +97,7 @@ def make_users() -> None:
 setup()
 
 from django.contrib.auth.decorators import login_required, permission_required  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import include, path  # noqa: E402
 
 from examples.django_project.ops import owner_and_staff  # noqa: E402
@@ -99,9 +109,28 @@ stream = logstream(gated, heartbeat=0.5, formatter="%(message)s", on_disconnect=
 busy = logstream(gated, heartbeat=0.5, formatter="%(message)s", max_concurrent=1)
 gated_jobs = jobs(gated, heartbeat=0.5, formatter="%(message)s", **jobs_options(authorize=owner_and_staff))
 
+
+def release_view(request: HttpRequest, key: str) -> HttpResponse:
+    release(key)
+    return HttpResponse(b"released\n", content_type="text/plain")
+
+
+def runs_view(request: HttpRequest, key: str) -> HttpResponse:
+    return HttpResponse(str(runs[key]).encode(), content_type="text/plain")
+
+
 urlpatterns = [
     *example_patterns,
+    path("t/release/<str:key>", release_view),
+    path("t/runs/<str:key>", runs_view),
     path("t/stream/", include(urls(stream, decorators=[login_required, may_reindex]))),
     path("t/busy/", include(urls(busy))),
     path("t/jobs/", include(urls(gated_jobs, decorators=[login_required], name="gated-jobs"))),
 ]
+
+if __name__ == "__main__":
+    from examples.django_project.catalog.models import Product
+
+    for number in (1, 2, 3):
+        Product.objects.create(name=f"desk {number}")
+    print("database ready:", os.environ["EXAMPLE_DJANGO_DB"])
