@@ -325,7 +325,7 @@ def test_the_hosts_logging_is_untouched() -> None:
     k = key()
     live(client("bob").get(f"/t/stream/?key={k}"), k)
     assert logging_snapshot() == before
-    assert logging.getLogger("tests.django").handlers == []
+    assert logging.getLogger("tests.gated").handlers == []
 
 
 # -- every behaviour of the WSGI layer, through Django -----------------------------------------

@@ -7,10 +7,7 @@ set up only once per process, so every Django test module calls this.
 
 The URLconf (``ROOT_URLCONF = "tests.apps.django_site"``, as
 ``tests.apps.django_settings`` sets it for a server) is the example's, plus
-streams and jobs whose target waits for the test: ``gated`` logs ``first
-<key>``, waits until :func:`release` (30 s at most, or a cancel), then logs
-``second <key>``. A test that reads ``first K`` before releasing ``K`` has
-proven the line was streamed while the target still ran. Under a server,
+streams and jobs whose target waits for the test (:mod:`tests.apps.gates`). Under a server,
 ``/t/release/<key>`` releases and ``/t/runs/<key>`` tells how often ``K`` ran.
 
 Run as a program (``python -m tests.apps.django_site``, with
@@ -21,43 +18,15 @@ started after it.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import tempfile
-import threading
-from collections import Counter, defaultdict
-from typing import Any
-from urllib.parse import parse_qs
 
-from wsgi_logstream import jobs, logstream, wait_cancelled
+from tests.apps.gates import gated, release, runs
+from wsgi_logstream import jobs, logstream
 
-log = logging.getLogger("tests.django")
-_gates: defaultdict[str, threading.Event] = defaultdict(threading.Event)
-runs: Counter[str] = Counter()
-_lock = threading.Lock()
+__all__ = ["gated", "release", "runs", "setup", "urlpatterns"]
 _ready = False
-
-
-def _key(environ: dict[str, Any]) -> str:
-    return parse_qs(environ.get("QUERY_STRING", "")).get("key", ["k"])[0]
-
-
-def release(key: str) -> None:
-    with _lock:
-        _gates[key].set()
-
-
-def gated(environ: dict[str, Any]) -> None:
-    key = _key(environ)
-    with _lock:
-        runs[key] += 1
-        gate = _gates[key]
-    log.info("first %s", key)
-    for _ in range(600):  # 30 s at most
-        if gate.is_set() or wait_cancelled(0.05):
-            break
-    log.info("second %s", key)
 
 
 def setup() -> None:
