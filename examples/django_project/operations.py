@@ -17,11 +17,11 @@ log = logging.getLogger("search.reindex")
 
 @uses_db
 def reindex(environ: dict[str, Any]) -> None:
-    """Reindex the products an admin action selected, else ``?batches=`` (4) batches; ``?delay=`` (0.25) s each."""
+    """Reindex the products an admin action selected, else ``?batches=`` (4) batches; ``?delay=`` s each."""
     from .catalog.models import Product  # models load once Django is set up
 
     query = parse_qs(environ.get("QUERY_STRING", ""))
-    delay = max(0.0, min(float(query.get("delay", ["0.25"])[0]), 60.0))
+    delay = max(0.0, min(float(query.get("delay", [settings.SEARCH_REINDEX_DELAY])[0]), 60.0))
     ids = selected(environ)
     if ids:
         products = list(Product.objects.filter(pk__in=ids).order_by("pk"))

@@ -64,3 +64,5 @@ USE_TZ = True
 # Django sets the process's TZ from this (default America/Chicago): stream timestamps follow it.
 TIME_ZONE = "UTC"
 SEARCH_BATCH_SIZE = 250
+# Seconds the pretend reindex spends on each batch or product (a request's ?delay= wins).
+SEARCH_REINDEX_DELAY = float(os.environ.get("EXAMPLE_REINDEX_DELAY", "0.25"))
