@@ -63,8 +63,10 @@ with :func:`selected`. A target that uses the ORM in its own thread should be
 wrapped in :func:`uses_db`, which closes that thread's connections when it
 ends (Django closes a request's connections, and a job's thread is not one).
 
-Served under WSGI (gunicorn, mod_wsgi, uWSGI); under ASGI Django consumes a
-synchronous iterator in a thread per chunk and warns, which is untested here.
+Serve these views with a WSGI server (gunicorn, uWSGI, mod_wsgi). Under ASGI,
+Django reads a synchronous streaming response to its end before sending any
+of it (``StreamingHttpResponse.__aiter__``, with a warning): the log would
+arrive all at once when the operation ends.
 """
 
 from __future__ import annotations
