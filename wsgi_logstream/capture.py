@@ -33,6 +33,7 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 from .channel import Channel
+from .redact import RecordRedactor, record_redactor
 
 __all__ = ["Sink", "Thread", "bind", "cancelled", "current_sink", "install", "progress"]
 
@@ -56,7 +57,17 @@ class Sink:
     to a :class:`~wsgi_logstream.channel.Channel`, which never blocks.
     """
 
-    __slots__ = ("_cancel", "_formatter", "_names", "_prefixes", "_redact", "channel", "deadline", "level")
+    __slots__ = (
+        "_cancel",
+        "_formatter",
+        "_names",
+        "_prefixes",
+        "_records",
+        "_redact",
+        "channel",
+        "deadline",
+        "level",
+    )
 
     def __init__(
         self,
@@ -73,6 +84,7 @@ class Sink:
         self._prefixes = loggers
         self._formatter = formatter
         self._redact = redact
+        self._records: RecordRedactor | None = record_redactor(redact)  # this stream's own: it has state
         self._cancel = threading.Event()
         self.deadline = deadline  # time.monotonic() after which the operation is asked to stop
         self._names: dict[str, bool] = {}
@@ -88,17 +100,29 @@ class Sink:
         return known
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Formatter.format caches what it computes on the record (message,
+        # asctime, and the traceback in exc_text, which later formatters reuse
+        # instead of calling their own formatException). The stream formats
+        # first, so the host's handlers would see the stream's choices: put the
+        # record back as it came.
+        state = record.__dict__
+        saved = {key: state[key] for key in _FORMAT_CACHE if key in state}
         try:
             line = self._formatter.format(record)
-            message = record.message if hasattr(record, "message") else record.getMessage()
+            message = state["message"] if "message" in state else record.getMessage()
         except Exception as exc:  # a broken formatter or bad %-args must not lose the record
             message = _fallback_message(record)
             line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
+        finally:
+            for key in _FORMAT_CACHE:
+                if key in saved:
+                    state[key] = saved[key]
+                else:
+                    state.pop(key, None)
         name = record.name
-        if self._redact is not None:
-            line = self._redact(line)
-            message = self._redact(message)
-            name = self._redact(name)
+        if self._records is not None:
+            line, message = self._records.record(line, message)
+            name = self._records(name)
         self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
 
     def redacted(self, text: str) -> str:
@@ -122,6 +146,10 @@ class Sink:
             timeout = remaining if timeout is None else min(timeout, remaining)
         self._cancel.wait(None if timeout is None else max(timeout, 0.0))
         return self.is_cancelled()
+
+
+# What logging.Formatter.format stores on the record it formats.
+_FORMAT_CACHE = ("message", "asctime", "exc_text")
 
 
 def _fallback_message(record: logging.LogRecord) -> str:

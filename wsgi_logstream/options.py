@@ -157,4 +157,6 @@ class Options:
                 values[flag] = kwargs[flag]
         if "redact" in kwargs:
             values["redact"] = redactor(kwargs["redact"])
+            if values["redact"] is not None and "title" in values:  # shown in every format and the job list
+                values["title"] = values["redact"](values["title"])
         return cls(**values)
