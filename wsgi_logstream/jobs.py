@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from .errors import HttpError, Refused, unavailable
 from .joblist import job_json, jobs_page
 from .operation import Operation, target_caller
-from .options import JOBS_OPTIONS, STORE_OPTIONS, JobsOptions, JobsSettings, Options, default_owner
+from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
 from .pipeline import authorize, open_stream, respond
 from .probe import probe_app
 from .record import JobRecord, due_ending
@@ -44,12 +44,24 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["JobHandle", "JobsApp", "jobs"]
+__all__ = ["JobHandle", "JobsApp", "JobsOptions", "jobs"]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _LIST_MEDIA = {"application/json": "json", "text/html": "html", "application/xhtml+xml": "html"}
 #: How often a viewer of a job whose runner holds a lease looks at the record again.
 LEASE_RECHECK = 1.0
+
+
+class JobsOptions(StreamOptions, total=False):
+    """:class:`StreamOptions` and the options only :func:`~wsgi_logstream.jobs` takes."""
+
+    max_history: int
+    keep_finished: float
+    max_finished: int
+    allow_start: bool
+    store: JobStore | None
+    owner: Owner | None
+    form_fields: FormFields | None
 
 
 class JobHandle:

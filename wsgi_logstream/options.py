@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
     from .record import JobRecord
-    from .store import JobStore
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -33,7 +32,6 @@ __all__ = [
     "JOBS_OPTIONS",
     "STORE_OPTIONS",
     "Authorize",
-    "JobsOptions",
     "JobsSettings",
     "Options",
     "StreamOptions",
@@ -129,7 +127,9 @@ def _formatter(value: Any) -> logging.Formatter:
 Authorize = Callable[["WSGIEnvironment", str, "JobRecord | None"], bool]
 """``authorize(environ, action, job)``: may this request do ``action``? See :mod:`wsgi_logstream.errors`."""
 
+#: ``owner(environ)``: who starts a job.
 Owner = Callable[["WSGIEnvironment"], "str | None"]
+#: ``form_fields(environ)``: hidden fields for the forms the pages render (a CSRF token).
 FormFields = Callable[["WSGIEnvironment"], Mapping[str, str]]
 
 
@@ -154,18 +154,6 @@ class StreamOptions(TypedDict, total=False):
     redact: RedactSpec
     authorize: Authorize | None
     allowed_origins: Iterable[str]
-
-
-class JobsOptions(StreamOptions, total=False):
-    """:class:`StreamOptions` and the options only :func:`~wsgi_logstream.jobs` takes."""
-
-    max_history: int
-    keep_finished: float
-    max_finished: int
-    allow_start: bool
-    store: JobStore | None
-    owner: Owner | None
-    form_fields: FormFields | None
 
 
 @dataclass(frozen=True)
