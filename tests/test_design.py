@@ -59,7 +59,7 @@ def test_the_package_import_graph_has_no_cycle() -> None:
         path.append(name)
         for dep in sorted(graph[name]):
             if state.get(dep) == 1:
-                cycle = path[path.index(dep) :] + [dep]
+                cycle = [*path[path.index(dep) :], dep]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)
@@ -81,7 +81,13 @@ def test_no_module_of_the_package_grows_past_about_400_lines() -> None:
 def test_mypy_finds_a_misspelt_option_and_accepts_a_third_party_store() -> None:
     mypy = str(Path(sys.executable).parent / "mypy")
     result = subprocess.run(
-        [mypy, "--config-file", str(PACKAGE.parent / "setup.cfg"), "--no-incremental", str(CASES / "options_and_store.py")],
+        [
+            mypy,
+            "--config-file",
+            str(PACKAGE.parent / "setup.cfg"),
+            "--no-incremental",
+            str(CASES / "options_and_store.py"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
