@@ -125,11 +125,12 @@ def cross_site_refusal(environ: Mapping[str, Any], *, allowed_origins: frozenset
 def normalise_origins(value: Any) -> frozenset[str]:
     """The ``allowed_origins`` option, checked: origins (``scheme://host[:port]``) in canonical form.
 
-    ``None`` means none. A single string is one origin. Canonical: lower case,
-    without the scheme's default port (``https://a.example:443`` is
-    ``https://a.example``), since browsers send ``Origin`` that way. Paths,
-    ``*`` and ``null`` are refused: each would admit more than the one origin
-    its author meant.
+    ``None`` means none. A single string is one origin; a trailing ``/`` is
+    allowed (it is how origins get pasted). Canonical: lower case, without the
+    scheme's default port (``https://a.example:443`` is ``https://a.example``),
+    since browsers send ``Origin`` that way; the same form as
+    ``options.origin_of``. Schemes other than http and https, paths, ``*`` and
+    ``null`` are refused: each would admit more, or other, than its author meant.
     """
     if value is None:
         return frozenset()
@@ -143,10 +144,11 @@ def normalise_origins(value: Any) -> frozenset[str]:
     for item in items:
         if not isinstance(item, str):
             raise TypeError(f"allowed_origins must hold strings (scheme://host[:port]), got {item!r}")
-        canonical = _parse_origin(item)
-        if canonical is None:
+        text = item.strip()
+        canonical = _parse_origin(text[:-1] if text.endswith("/") else text)
+        if canonical is None or not canonical.startswith(("http://", "https://")):
             raise ValueError(
-                f"allowed_origins: {item!r} is not an origin: scheme://host[:port], no path, no '*', not 'null'"
+                f"allowed_origins: {item!r} is not an origin: http(s)://host[:port], no path, no '*', not 'null'"
             )
         origins.add(canonical)
     return frozenset(origins)
