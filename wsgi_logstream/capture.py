@@ -110,7 +110,8 @@ class Sink:
         # first, so the host's handlers would see the stream's choices: put the
         # record back as it came.
         state = record.__dict__
-        saved = {key: state[key] for key in _FORMAT_CACHE if key in state}
+        saved_message, saved_asctime = state.get("message", _ABSENT), state.get("asctime", _ABSENT)
+        saved_exc_text = record.exc_text
         try:
             line = self._formatter.format(record)
             message = state["message"] if "message" in state else record.getMessage()
@@ -118,11 +119,15 @@ class Sink:
             message = _fallback_message(record)
             line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
         finally:
-            for key in _FORMAT_CACHE:
-                if key in saved:
-                    state[key] = saved[key]
-                else:
-                    state.pop(key, None)
+            record.exc_text = saved_exc_text
+            if saved_message is _ABSENT:
+                state.pop("message", None)
+            else:
+                state["message"] = saved_message
+            if saved_asctime is _ABSENT:
+                state.pop("asctime", None)
+            else:
+                state["asctime"] = saved_asctime
         name = record.name
         if self._records is not None:
             line, message = self._records.record(line, message)
@@ -152,8 +157,8 @@ class Sink:
         return self.is_cancelled()
 
 
-# What logging.Formatter.format stores on the record it formats.
-_FORMAT_CACHE = ("message", "asctime", "exc_text")
+# Marks an attribute the record did not have before the stream formatted it.
+_ABSENT: Any = object()
 
 
 def _fallback_message(record: logging.LogRecord) -> str:
