@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from .errors import HttpError, Refused, unavailable
 from .joblist import job_json, jobs_page
 from .operation import Operation, target_caller
-from .options import JOBS_OPTIONS, STORE_OPTIONS, JobsOptions, JobsSettings, Options, default_owner
-from .pipeline import authorize, open_stream, respond
+from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
+from .pipeline import authorize, open_stream, refuse_cross_site, respond
 from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
@@ -44,12 +44,24 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["JobHandle", "JobsApp", "jobs"]
+__all__ = ["JobHandle", "JobsApp", "JobsOptions", "jobs"]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _LIST_MEDIA = {"application/json": "json", "text/html": "html", "application/xhtml+xml": "html"}
 #: How often a viewer of a job whose runner holds a lease looks at the record again.
 LEASE_RECHECK = 1.0
+
+
+class JobsOptions(StreamOptions, total=False):
+    """:class:`StreamOptions` and the options only :func:`~wsgi_logstream.jobs` takes."""
+
+    max_history: int
+    keep_finished: float
+    max_finished: int
+    allow_start: bool
+    store: JobStore | None
+    owner: Owner | None
+    form_fields: FormFields | None
 
 
 class JobHandle:
@@ -248,6 +260,7 @@ class JobsApp:
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorize(self.options, environ, "start")
+        refuse_cross_site(self.options, environ)
         target_environ = environ_for_target(environ)
         owner = self.settings.owner(environ) if self.settings.owner is not None else None
         try:
@@ -259,6 +272,7 @@ class JobsApp:
     def _cancel(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         allow(("POST",), environ)
         authorize(self.options, environ, "cancel", record)
+        refuse_cross_site(self.options, environ)
         self.store.request_cancel(record.id)
         if choose_media(environ, _LIST_MEDIA, "html") == "json":
             current = self.lookup(record.id) or record

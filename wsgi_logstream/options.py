@@ -17,15 +17,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypedDict
-from urllib.parse import urlsplit
 
+from .guard import normalise_origins
 from .redact import DEFAULT_REDACTIONS, Redactor, RedactSpec, redactor
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
     from .record import JobRecord
-    from .store import JobStore
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -33,7 +32,6 @@ __all__ = [
     "JOBS_OPTIONS",
     "STORE_OPTIONS",
     "Authorize",
-    "JobsOptions",
     "JobsSettings",
     "Options",
     "StreamOptions",
@@ -129,7 +127,9 @@ def _formatter(value: Any) -> logging.Formatter:
 Authorize = Callable[["WSGIEnvironment", str, "JobRecord | None"], bool]
 """``authorize(environ, action, job)``: may this request do ``action``? See :mod:`wsgi_logstream.errors`."""
 
+#: ``owner(environ)``: who starts a job.
 Owner = Callable[["WSGIEnvironment"], "str | None"]
+#: ``form_fields(environ)``: hidden fields for the forms the pages render (a CSRF token).
 FormFields = Callable[["WSGIEnvironment"], Mapping[str, str]]
 
 
@@ -154,18 +154,6 @@ class StreamOptions(TypedDict, total=False):
     redact: RedactSpec
     authorize: Authorize | None
     allowed_origins: Iterable[str]
-
-
-class JobsOptions(StreamOptions, total=False):
-    """:class:`StreamOptions` and the options only :func:`~wsgi_logstream.jobs` takes."""
-
-    max_history: int
-    keep_finished: float
-    max_finished: int
-    allow_start: bool
-    store: JobStore | None
-    owner: Owner | None
-    form_fields: FormFields | None
 
 
 @dataclass(frozen=True)
@@ -222,10 +210,12 @@ class Options:
                 values[flag] = _flag(flag, kwargs[flag])
         if "redact" in kwargs:
             values["redact"] = redactor(kwargs["redact"])
+            if values["redact"] is not None and "title" in values:  # shown in every format and the job list
+                values["title"] = values["redact"](values["title"])
         if "authorize" in kwargs:
             values["authorize"] = _callable_or_none("authorize", kwargs["authorize"])
         if "allowed_origins" in kwargs:
-            values["allowed_origins"] = _origins(kwargs["allowed_origins"])
+            values["allowed_origins"] = normalise_origins(kwargs["allowed_origins"])
         return cls(**values)
 
 
@@ -277,34 +267,3 @@ def _callable_or_none(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be a callable or None, got {value!r}")
     return value
-
-
-def _origins(value: Any) -> frozenset[str]:
-    if isinstance(value, str):
-        value = (value,)
-    try:
-        items = tuple(value)
-    except TypeError:
-        raise TypeError(
-            f"allowed_origins must be a list of origins such as 'https://example.com', got {value!r}"
-        ) from None
-    origins = set()
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"allowed_origins must hold strings, got {item!r}")
-        parts = urlsplit(item.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
-            raise ValueError(f"allowed_origins: {item!r} is not an origin such as 'https://example.com:8443'")
-        origins.add(origin_of(parts.scheme, parts.hostname, parts.port))
-    return frozenset(origins)
-
-
-def origin_of(scheme: str, host: str, port: int | None) -> str:
-    """``scheme://host[:port]`` as browsers write ``Origin``: lower case, default ports left out."""
-    scheme = scheme.lower()
-    host = host.lower()
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
