@@ -85,15 +85,15 @@ from django.urls import URLPattern, re_path, reverse  # type: ignore[import-unty
 
 from .errors import HttpError, Refused
 from .mount import Reply, call_app, mounted_environ
-from .pipeline import authorize
+from .pipeline import authorize, refuse_cross_site
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
     from django.db.models import QuerySet  # type: ignore[import-untyped]
     from django.http import HttpResponseBase
 
-    from .jobs import JobsApp
-    from .options import Authorize, JobsOptions
+    from .jobs import JobsApp, JobsOptions
+    from .options import Authorize
     from .record import JobRecord
 
 __all__ = [
@@ -254,7 +254,8 @@ def admin_action(
     the ``name`` given to :func:`urls`. The target's environ carries the
     selected primary keys (:func:`selected`, ``environ[SELECTED]``) and the
     model (``environ[MODEL]``, ``"app_label.model_name"``). The app's
-    ``authorize`` hook is asked (``"start"``) as for a ``POST``; a refusal, or
+    ``authorize`` hook and its cross-site guard are asked as for a ``POST``
+    that starts a job; a refusal, or
     ``max_concurrent`` jobs already running, is an error message on the
     changelist and nothing runs. ``permissions`` are the admin's own (``"change"``
     asks ``has_change_permission``), as for ``@admin.action``.
@@ -268,6 +269,7 @@ def admin_action(
         environ[MODEL] = queryset.model._meta.label_lower
         try:
             authorize(jobs_app.options, environ, "start")
+            refuse_cross_site(jobs_app.options, environ)
         except HttpError as error:
             modeladmin.message_user(request, error.message, level=messages.ERROR)
             return None

@@ -56,7 +56,8 @@ from .mount import Reply, call_app, mounted_environ
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
-    from .options import Authorize, JobsOptions
+    from .jobs import JobsOptions
+    from .options import Authorize
     from .record import JobRecord
 
 __all__ = ["blueprint", "csrf_fields", "hook", "jobs_options", "owner", "stream_view"]
