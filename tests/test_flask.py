@@ -313,3 +313,14 @@ def test_an_unknown_job_is_404_and_a_bad_resume_point_400_through_flask() -> Non
     gates.release(k)
     reply = bob.get(f"{job}?since=x")
     assert reply.status_code == 400 and b"since" in reply.data
+
+
+def test_a_body_too_large_is_413_unread_and_runs_nothing_through_flask() -> None:
+    k = key()
+    bob = client("bob")
+    size = 2 << 20
+    reply = bob.post(
+        f"/t/stream/?key={k}", data=b"x" * size, headers={"X-CSRFToken": form_token(bob), "Content-Type": "text/plain"}
+    )
+    assert reply.status_code == 413
+    assert gates.runs[k] == 0

@@ -52,6 +52,7 @@ from flask import Blueprint, Response, current_app, has_request_context, request
 
 from .errors import Refused
 from .mount import Reply, call_app, mounted_environ
+from .request import MAX_BODY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -117,7 +118,9 @@ def jobs_options(authorize: FlaskAuthorize | None = None) -> JobsOptions:
     return options
 
 
-def _body() -> bytes:
+def _body() -> bytes | None:
+    if (request.content_length or 0) > MAX_BODY:
+        return None  # not read: the app answers 413 without it
     body = request.get_data(cache=True)
     if not body and request.form:
         # The form was parsed from the stream already (Flask-WTF's check): hand its fields on.

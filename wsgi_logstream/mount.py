@@ -35,13 +35,15 @@ def wsgi_string(text: str) -> str:
 
 
 def mounted_environ(
-    base: Mapping[str, Any], *, path: str, rest: str | None, body: bytes, scheme: str
+    base: Mapping[str, Any], *, path: str, rest: str | None, body: bytes | None, scheme: str
 ) -> dict[str, Any]:
     """A copy of ``base`` for an app mounted at ``path`` minus ``rest``.
 
     ``path`` is the request's whole decoded path (the script prefix included),
     ``rest`` the part the URL pattern left for the app (None: the pattern is
-    the app's whole URL, and the app sees ``PATH_INFO`` empty).
+    the app's whole URL, and the app sees ``PATH_INFO`` empty). ``body`` is
+    what the framework read (None: it read nothing, and ``wsgi.input`` and
+    ``CONTENT_LENGTH`` are left for the app, which refuses a body too large).
     """
     if rest is None:
         mount, path_info = path, ""
@@ -52,8 +54,9 @@ def mounted_environ(
     environ = dict(base)
     environ["SCRIPT_NAME"] = wsgi_string(mount.rstrip("/"))
     environ["PATH_INFO"] = wsgi_string(path_info)
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body)) if body or environ.get("CONTENT_LENGTH") else ""
+    if body is not None:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body)) if body or environ.get("CONTENT_LENGTH") else ""
     environ.setdefault("wsgi.version", (1, 0))
     environ.setdefault("wsgi.url_scheme", scheme)
     environ.setdefault("wsgi.errors", sys.stderr)
