@@ -36,15 +36,24 @@ def setup() -> None:
 
     if _ready or apps.ready:
         return
+    # The settings read these once, when Django sets up; they are taken out of the
+    # environment again after, so no later test's subprocess inherits them.
+    added = {}
     if "EXAMPLE_DJANGO_DB" not in os.environ:
         directory = tempfile.mkdtemp(prefix="django-example-")
         atexit.register(shutil.rmtree, directory, True)
-        os.environ["EXAMPLE_DJANGO_DB"] = os.path.join(directory, "db.sqlite3")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_settings")
+        added["EXAMPLE_DJANGO_DB"] = os.path.join(directory, "db.sqlite3")
+    if "DJANGO_SETTINGS_MODULE" not in os.environ:
+        added["DJANGO_SETTINGS_MODULE"] = "tests.apps.django_settings"
+    os.environ.update(added)
     import django
     from django.core.management import call_command
 
-    django.setup()
+    try:
+        django.setup()
+    finally:
+        for name in added:
+            del os.environ[name]
     call_command("migrate", verbosity=0)
     make_users()
     _ready = True
@@ -98,8 +107,10 @@ urlpatterns = [
 ]
 
 if __name__ == "__main__":
+    from django.conf import settings
+
     from examples.django_project.catalog.models import Product
 
     for number in (1, 2, 3):
         Product.objects.create(name=f"desk {number}")
-    print("database ready:", os.environ["EXAMPLE_DJANGO_DB"])
+    print("database ready:", settings.DATABASES["default"]["NAME"])
