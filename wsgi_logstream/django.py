@@ -29,7 +29,7 @@ What the view does:
 - It calls the app with an environ built from ``request.META``: ``SCRIPT_NAME``
   is where the pattern matched (``/ops/reindex``), ``PATH_INFO`` the rest
   (``/<job id>``), the body is the one Django read (its CSRF check reads the
-  form), and ``environ["wsgi_logstream.django.request"]`` is the request, for
+  form; of a multipart form, only the fields), and ``environ["wsgi_logstream.django.request"]`` is the request, for
   the hooks below.
 - A stream becomes a :class:`~django.http.StreamingHttpResponse` over the
   app's own iterable: nothing is buffered, each chunk leaves when the server
@@ -173,7 +173,7 @@ def _body(request: HttpRequest) -> bytes:
     try:
         return bytes(request.body)
     except RawPostDataException:
-        # Django parsed a multipart form from the stream already: hand its fields on.
+        # Django parsed a multipart form from the stream already: hand its fields on (not its files).
         return urlencode(list(request.POST.lists()), doseq=True).encode()
 
 
