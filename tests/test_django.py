@@ -405,3 +405,28 @@ def test_an_unknown_job_is_404_and_a_bad_resume_point_400_through_django() -> No
     job = start_job("bob")
     reply = client("bob").get(f"/t/jobs/{job}?since=x")
     assert reply.status_code == 400 and b"since" in reply.content
+
+
+def test_a_stream_view_mounted_at_one_url_streams_and_a_django_hook_may_ask_for_a_login() -> None:
+    from django.test import RequestFactory
+
+    from wsgi_logstream import Refused, logstream
+
+    def ask(request: Any, action: str, job: Any) -> bool:
+        if not request.user.is_authenticated:
+            raise Refused("log in to reindex", status=401)
+        return True
+
+    k = key()
+    django_site.release(k)
+    view = stream_view(logstream(django_site.gated, formatter="%(message)s", authorize=hook(ask)))
+    request = RequestFactory().get(f"/ops/once?key={k}", HTTP_HOST="localhost")
+    from django.contrib.auth.models import AnonymousUser
+
+    request.user = AnonymousUser()
+    refused = view(request)
+    assert refused.status_code == 401 and refused.content == b"log in to reindex\n"
+    assert django_site.runs[k] == 0
+    request.user = User.objects.get(username="carol")
+    with Stream(view(request)) as stream:
+        assert f"second {k}".encode() in stream.read_to_end()
