@@ -17,7 +17,7 @@ import pytest
 from servers import Program, free_port, require_program, wsgiref_server
 
 from tests.test_cli_support import cli
-from wsgi_logstream.check import Arrival, Reading, analyse
+from wsgi_logstream.cli.check import Arrival, Reading, analyse
 from wsgi_logstream.probe import probe_app
 
 LINES, INTERVAL = 5, 0.25

@@ -3,7 +3,7 @@
 A log stream is only live if every hop between the WSGI app and the browser
 passes each chunk on when it gets it. The probe is a WSGI app that answers with
 ``lines`` lines, one every ``interval`` seconds, each carrying the server's
-clock when it was sent::
+clock when it was sent (the grammar is :mod:`wsgi_logstream.probe_lines`, shared with the reader)::
 
     probe start sent=1718000000.000100 lines=8 interval=0.25 format=text
     probe 1/8 sent=1718000000.000200 ..........
@@ -32,6 +32,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+from .probe_lines import END, numbered_line, start_line
 from .request import STREAM_HEADERS, BadRequest, choose_format, error_response, query_params
 
 if TYPE_CHECKING:
@@ -81,10 +82,7 @@ class Probe:
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        yield self._frame(
-            f"probe start sent={time.time():.6f} lines={self.lines} interval={self.interval:g} format={self.format}",
-            head=True,
-        )
+        yield self._frame(start_line(time.time(), self.lines, self.interval, self.format), head=True)
         next_at = time.monotonic()
         for number in range(1, self.lines + 1):
             if number > 1:
@@ -95,9 +93,8 @@ class Probe:
                     time.sleep(delay)
             if self._closed:
                 return
-            text = f"probe {number}/{self.lines} sent={time.time():.6f} "
-            yield self._frame(text + "." * max(self.size - len(text) - 1, 0))
-        yield self._frame("probe end", tail=True)
+            yield self._frame(numbered_line(number, self.lines, time.time(), self.size))
+        yield self._frame(END, tail=True)
 
     def _frame(self, text: str, *, head: bool = False, tail: bool = False) -> bytes:
         if self.format == "sse":
