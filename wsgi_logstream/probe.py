@@ -19,7 +19,10 @@ compares when each line arrived with when it was sent.
 Query parameters (bad values are a ``400``): ``lines`` (8, 1 to 1000),
 ``interval`` (0.25 s, 0.01 to 5), ``size`` (about 100 bytes per line, up to
 65536), ``format`` (``text``, ``html``, ``sse`` or ``ndjson``; else from
-``Accept`` as for a stream). A probe lasts at most 30 seconds.
+``Accept`` as for a stream). A probe lasts at most 30 seconds and sends at
+most 1 MiB (``lines * size``); at most 4 run at once in a process (the next
+gets ``503`` with ``Retry-After``), so the probe cannot be turned into a
+cheap way to make the server send a lot.
 
 Serve it on its own (``application = probe_app``) or answer ``?probe=1`` on a
 stream with it.
@@ -29,8 +32,9 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 import time
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .probe_lines import END, numbered_line, start_line
 from .request import STREAM_HEADERS, BadRequest, choose_format, error_response, query_params
@@ -38,13 +42,18 @@ from .request import STREAM_HEADERS, BadRequest, choose_format, error_response, 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["MAX_SECONDS", "Probe", "probe_app"]
+__all__ = ["MAX_BYTES", "MAX_RUNNING", "MAX_SECONDS", "Probe", "probe_app"]
 
 MAX_SECONDS = 30.0
+MAX_BYTES = 1 << 20  # lines * size: a probe is a few timed lines, not a way to make a server send 65 MB
+MAX_RUNNING = 4  # probes at once in a process; past it 503 with Retry-After
 DEFAULT_LINES = 8
 DEFAULT_INTERVAL = 0.25
 DEFAULT_SIZE = 100
 MAX_SIZE = 65536
+
+# Probes in this process now: a limit of their own, apart from the streams' max_concurrent (a probe runs nothing).
+_RUNNING = threading.BoundedSemaphore(MAX_RUNNING)
 
 _MEDIA = {
     "text": "text/plain; charset=utf-8",
@@ -74,12 +83,15 @@ class Probe:
     a hop that holds chunks shows up as lines that arrive later than their stamp.
     """
 
-    def __init__(self, lines: int, interval: float, size: int, fmt: str) -> None:
+    def __init__(
+        self, lines: int, interval: float, size: int, fmt: str, *, release: Callable[[], None] | None = None
+    ) -> None:
         self.lines = lines
         self.interval = interval
         self.size = size
         self.format = fmt
         self._closed = False
+        self._release = release  # gives back the probe's place among the MAX_RUNNING, once
 
     def __iter__(self) -> Iterator[bytes]:
         yield self._frame(start_line(time.time(), self.lines, self.interval, self.format), head=True)
@@ -113,6 +125,9 @@ class Probe:
 
     def close(self) -> None:
         self._closed = True
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -127,9 +142,23 @@ def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
         size = int(_number(params, "size", DEFAULT_SIZE, 1, MAX_SIZE, integer=True))
         if (lines - 1) * interval > MAX_SECONDS:
             raise BadRequest("400 Bad Request", f"a probe lasts at most {MAX_SECONDS:g}s: lower lines or interval")
+        if lines * size > MAX_BYTES:
+            raise BadRequest("400 Bad Request", f"a probe sends at most {MAX_BYTES} bytes: lower lines or size")
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
+            return []
+        if not _RUNNING.acquire(blocking=False):
+            raise BadRequest(
+                "503 Service Unavailable",
+                f"{MAX_RUNNING} probes are running already: try again in a few seconds",
+                [("Retry-After", "5")],
+            )
     except BadRequest as error:
         return error_response(start_response, error)
-    start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
-    if environ.get("REQUEST_METHOD") == "HEAD":
-        return []
-    return Probe(lines, interval, size, fmt)
+    probe = Probe(lines, interval, size, fmt, release=_RUNNING.release)
+    try:
+        start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
+    except BaseException:
+        probe.close()
+        raise
+    return probe

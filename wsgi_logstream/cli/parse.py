@@ -10,6 +10,7 @@ import argparse
 from typing import Callable
 
 from .. import __version__
+from ..command import TOKEN_ENV
 
 __all__ = ["EPILOG", "HEADER_TIMEOUT", "MIN_TOKEN_LENGTH", "TOKEN_ENV", "UsageError", "build_parser"]
 
@@ -20,7 +21,6 @@ EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
-TOKEN_ENV = "WSGI_LOGSTREAM_TOKEN"
 MIN_TOKEN_LENGTH = 16
 HEADER_TIMEOUT = 10.0
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..command import Command, CommandError
 from ..follow import Tail
-from ..probe import MAX_SECONDS
+from ..probe import MAX_BYTES, MAX_SECONDS
 from . import jobview
 from .check import run_check
 from .lifecycle import Site
@@ -34,6 +34,8 @@ __all__ = ["SUBCOMMANDS", "OneRunAtATime", "ReplayLast"]
 def check(args: argparse.Namespace) -> int:
     if args.interval * (args.lines - 1) > MAX_SECONDS:
         raise UsageError(f"a probe lasts at most {MAX_SECONDS:g} seconds: lower --lines or --interval")
+    if args.lines * args.size > MAX_BYTES:
+        raise UsageError(f"a probe sends at most {MAX_BYTES} bytes: lower --lines or --size")
     return run_check(
         args.url,
         lines=args.lines,
