@@ -36,8 +36,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
+from .errors import HttpError, error_response
 from .probe_lines import END, numbered_line, start_line
-from .request import STREAM_HEADERS, BadRequest, choose_format, error_response, query_params
+from .request import STREAM_HEADERS, choose_format, query_params
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -70,9 +71,9 @@ def _number(params: dict[str, str], name: str, default: float, low: float, high:
     try:
         value = int(raw) if integer else float(raw)
     except ValueError:
-        raise BadRequest("400 Bad Request", f"probe {name} must be a number, got {raw[:20]!r}") from None
+        raise HttpError(400, f"probe {name} must be a number, got {raw[:20]!r}") from None
     if not low <= value <= high:
-        raise BadRequest("400 Bad Request", f"probe {name} must be between {low:g} and {high:g}, got {raw[:20]!r}")
+        raise HttpError(400, f"probe {name} must be between {low:g} and {high:g}, got {raw[:20]!r}")
     return value
 
 
@@ -134,26 +135,24 @@ def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
     """WSGI app: the probe, configured by the query string (see the module docstring)."""
     try:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            raise BadRequest("405 Method Not Allowed", "the probe answers GET only", [("Allow", "GET, HEAD")])
+            raise HttpError(405, "the probe answers GET only", [("Allow", "GET, HEAD")])
         params = query_params(environ)
         fmt = choose_format(environ, params)
         lines = int(_number(params, "lines", DEFAULT_LINES, 1, 1000, integer=True))
         interval = _number(params, "interval", DEFAULT_INTERVAL, 0.01, 5.0, integer=False)
         size = int(_number(params, "size", DEFAULT_SIZE, 1, MAX_SIZE, integer=True))
         if (lines - 1) * interval > MAX_SECONDS:
-            raise BadRequest("400 Bad Request", f"a probe lasts at most {MAX_SECONDS:g}s: lower lines or interval")
+            raise HttpError(400, f"a probe lasts at most {MAX_SECONDS:g}s: lower lines or interval")
         if lines * size > MAX_BYTES:
-            raise BadRequest("400 Bad Request", f"a probe sends at most {MAX_BYTES} bytes: lower lines or size")
+            raise HttpError(400, f"a probe sends at most {MAX_BYTES} bytes: lower lines or size")
         if environ.get("REQUEST_METHOD") == "HEAD":
             start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
             return []
         if not _RUNNING.acquire(blocking=False):
-            raise BadRequest(
-                "503 Service Unavailable",
-                f"{MAX_RUNNING} probes are running already: try again in a few seconds",
-                [("Retry-After", "5")],
+            raise HttpError(
+                503, f"{MAX_RUNNING} probes are running already: try again in a few seconds", [("Retry-After", "5")]
             )
-    except BadRequest as error:
+    except HttpError as error:
         return error_response(start_response, error)
     probe = Probe(lines, interval, size, fmt, release=_RUNNING.release)
     try:

@@ -10,39 +10,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..record import ACTIVE
+
 if TYPE_CHECKING:
-    from ..jobs import Job, JobsApp
+    from ..jobs import JobHandle, JobsApp
 
 __all__ = ["ending", "job_path", "next_seq", "running", "start", "wait"]
 
 
-def start(app: JobsApp) -> Job:
+def start(app: JobsApp) -> JobHandle:
     """Start the app's target once, now (as at launch)."""
     return app.start()
 
 
-def job_path(job: Job) -> str:
+def job_path(job: JobHandle) -> str:
     """The job's path below the jobs app (``/<id>``)."""
     return f"/{job.id}"
 
 
-def next_seq(job: Job) -> int:
+def next_seq(job: JobHandle) -> int:
     """The sequence number the job's next log entry will get."""
-    return job.channel.next_seq
+    record = job.record
+    return record.next_seq if record is not None else 1
 
 
-def wait(job: Job, timeout: float | None) -> bool:
+def wait(job: JobHandle, timeout: float | None) -> bool:
     """Wait until the job has ended; True if it did within ``timeout``."""
     return job.wait(timeout)
 
 
-def ending(job: Job) -> str:
+def ending(job: JobHandle) -> str:
     """How the job ended, for the terminal: ``ok``, ``error: boom``, ``cancelled``..."""
-    summary = job.channel.summary
-    error = f": {summary.error}" if summary is not None and summary.error else ""
-    return f"{job.status}{error}"
+    record = job.record
+    if record is None:
+        return "forgotten"
+    return f"{record.status}: {record.error}" if record.error else record.status
 
 
 def running(app: JobsApp) -> int:
     """How many of the app's jobs are running now."""
-    return sum(1 for job in app.store.jobs() if job.status == "running")
+    return sum(1 for record in app.records() if record.status in ACTIVE)

@@ -26,7 +26,7 @@ from .terminal import say
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from ..jobs import Job, JobsApp
+    from ..jobs import JobHandle, JobsApp
 
 __all__ = ["SUBCOMMANDS", "OneRunAtATime", "ReplayLast"]
 
@@ -177,7 +177,7 @@ class ReplayLast:
     def __init__(self, app: JobsApp, lines: int) -> None:
         self.app = app
         self.lines = lines
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, JobHandle] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         job = self.jobs.get(environ.get("PATH_INFO", "").rstrip("/"))
@@ -190,7 +190,7 @@ class ReplayLast:
         return self.app(environ, start_response)
 
 
-def _announce_end(job: Job, what: str, announced: threading.Event) -> None:
+def _announce_end(job: JobHandle, what: str, announced: threading.Event) -> None:
     """Say on the terminal when the job ends (after its URL was printed); its log stays served."""
 
     def wait() -> None:
