@@ -12,7 +12,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
-from servers import Program, free_port, wait_until
+from servers import Program, RawClient, free_port, wait_until
 
 from tests.test_cli_support import cli, python_command, read_ndjson
 from wsgi_logstream.auth import TokenAuth
@@ -260,3 +260,29 @@ def test_a_slowloris_past_the_descriptor_limit_does_not_lock_the_wsgiref_server_
         assert wait_until(lambda: _serving(port), 15, "a normal request to be answered")
         assert program.proc.poll() is None
         del held
+
+
+# -- redaction of the command line ------------------------------------------------------------
+
+
+def test_a_password_on_the_command_line_is_redacted_from_the_title_the_list_and_the_terminal() -> None:
+    secret = "Xs3cr3tX"
+    argv = ("sh", "-c", "echo ok", f"--password={secret}")
+    with cli("run", "--redact", "default", command=argv) as running:
+        path = running.job_path
+        wait_until(lambda: "ended (ok" in running.output(), 20, "the run to end")
+        bodies = {}
+        for fmt in ("text", "html", "sse", "ndjson"):
+            with RawClient(running.base, f"{path}?format={fmt}&detail=1") as client:
+                bodies[fmt] = client.read_to_end()
+            assert client.status == 200
+        for name, query in (("list", "/"), ("list json", "/?format=json")):
+            with RawClient(running.base, query) as client:
+                bodies[name] = client.read_to_end()
+            assert client.status == 200
+        output = running.output()
+    for name, body in bodies.items():
+        assert secret.encode() not in body, name
+    assert b"--password=[redacted]" in bodies["list json"]
+    assert b"ok" in bodies["text"]
+    assert secret not in output and "--password=[redacted]" in output

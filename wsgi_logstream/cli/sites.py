@@ -20,7 +20,7 @@ from .check import run_check
 from .lifecycle import Site
 from .parse import TOKEN_ENV, UsageError
 from .serve import serve
-from .targets import import_target, make_jobs, short, stream_options
+from .targets import import_target, make_jobs, redacted, short, stream_options
 from .terminal import say
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error), error.exit_code) from None
     line = short(shlex.join(argv))
     options = stream_options(args, title=line, traceback=False)
-    what = f"`{line}`"
+    what = f"`{redacted(options, line)}`"
     return serve(args, lambda: _restartable(args, command, options, what), what, grace=args.grace)
 
 

@@ -23,7 +23,7 @@ from .parse import UsageError
 if TYPE_CHECKING:
     from ..jobs import JobsApp
 
-__all__ = ["import_target", "make_jobs", "short", "stream_options"]
+__all__ = ["import_target", "make_jobs", "redacted", "short", "stream_options"]
 
 
 def short(text: str, limit: int = 100) -> str:
@@ -60,10 +60,19 @@ def stream_options(args: argparse.Namespace, **defaults: Any) -> dict[str, Any]:
             patterns.extend(DEFAULT_REDACTIONS if pattern == "default" else [pattern])
         options["redact"] = patterns
     try:
-        Options.from_kwargs(**options)
+        parsed = Options.from_kwargs(**options)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    if parsed.redact is not None and "title" in options:
+        # The title is a command line (``deploy --password=X``): it passes through the lines' redactor.
+        options["title"] = parsed.redact(options["title"])
     return options
+
+
+def redacted(options: dict[str, Any], text: str) -> str:
+    """``text`` (a command line) through the redactor the options give the lines, for the terminal."""
+    redact = Options.from_kwargs(redact=options["redact"]).redact if "redact" in options else None
+    return redact(text) if redact is not None else text
 
 
 def import_target(spec: str) -> Callable[..., Any]:
