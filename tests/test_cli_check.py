@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pty
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ import pytest
 from servers import Program, free_port, require_program, wsgiref_server
 
 from tests.test_cli_support import cli
+from wsgi_logstream import logstream
 from wsgi_logstream.cli.check import Arrival, Reading, analyse
 from wsgi_logstream.probe import probe_app
+from wsgi_logstream.response import FIRST_WRITE
 
 LINES, INTERVAL = 5, 0.25
 
@@ -218,3 +222,35 @@ def test_check_uses_colours_and_a_progress_bar_on_a_terminal_unless_no_color_is_
     assert re.search(r"\r\x1b\[K\[[#.]{30}\] [0-3]/3 lines", coloured)  # the progress bar
     assert "result: STREAMS" in plain
     assert "\x1b[3" not in plain
+
+
+@pytest.mark.parametrize("fmt", ["text", "html", "sse", "ndjson"])
+def test_the_probe_is_dressed_as_a_real_stream_of_its_format_headers_and_first_write(fmt: str) -> None:
+    gate = threading.Event()
+    real_app = logstream(lambda: gate.wait(10), title="probe")
+
+    def first(app: Any, query: str) -> tuple[str, dict[str, str], bytes]:
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            captured["status"], captured["headers"] = status, dict(headers)
+
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": query}
+        environ["wsgi.input"] = io.BytesIO(b"")
+        body = app(environ, start_response)
+        try:
+            chunk = next(iter(body))
+        finally:
+            gate.set()
+            body.close()
+        return captured["status"], captured["headers"], chunk
+
+    _, real_headers, real_chunk = first(real_app, f"format={fmt}")
+    status, probe_headers, probe_chunk = first(probe_app, f"format={fmt}&lines=3&interval=0.01")
+    assert status == "200 OK"
+    assert probe_headers == real_headers
+    assert len(probe_chunk) <= FIRST_WRITE < 512  # under Caddy's threshold for compressing, as the page is
+    if fmt == "html":
+        assert len(probe_chunk) == len(real_chunk) == FIRST_WRITE  # the page's head, cut where the page cuts it
+    else:
+        assert probe_chunk.split(b"probe")[0] == real_chunk.split(b"probe")[0]  # the same head up to the title

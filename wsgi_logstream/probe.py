@@ -11,9 +11,12 @@ clock when it was sent (the grammar is :mod:`wsgi_logstream.probe_lines`, shared
     ...
     probe end
 
-with the same headers a stream sends (``X-Accel-Buffering: no`` and the
-rest), in any of the stream formats, so it meets the same treatment from
-proxies and compression middleware. ``wsgi-logstream check URL`` reads it and
+dressed as a real stream of the asked format, so every hop treats it as it
+treats the page: the same content type and headers (``X-Accel-Buffering: no``
+and the rest), and the same first writes (the format's head, cut where a
+stream cuts it, :data:`wsgi_logstream.response.FIRST_WRITE` bytes, since
+Caddy's ``encode`` decides on the first write whether to compress and hold a
+response); the probe's lines follow, framed as the format frames a record. ``wsgi-logstream check URL`` reads it and
 compares when each line arrived with when it was sent.
 
 Query parameters (bad values are a ``400``): ``lines`` (8, 1 to 1000),
@@ -37,8 +40,10 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .errors import HttpError, error_response
+from .formats import Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 from .probe_lines import END, numbered_line, start_line
 from .request import STREAM_HEADERS, choose_format, query_params
+from .response import FIRST_WRITE
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -56,11 +61,12 @@ MAX_SIZE = 65536
 # Probes in this process now: a limit of their own, apart from the streams' max_concurrent (a probe runs nothing).
 _RUNNING = threading.BoundedSemaphore(MAX_RUNNING)
 
-_MEDIA = {
-    "text": "text/plain; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-    "sse": "text/event-stream",
-    "ndjson": "application/x-ndjson",
+# The stream formats, for their media type, their headers and their head: the probe is dressed as a stream.
+_FORMATS: dict[str, Format] = {
+    "text": TextFormat(),
+    "html": HtmlFormat(resumable=True),
+    "sse": SseFormat(),
+    "ndjson": NdjsonFormat(),
 }
 
 
@@ -95,6 +101,13 @@ class Probe:
         self._release = release  # gives back the probe's place among the MAX_RUNNING, once
 
     def __iter__(self) -> Iterator[bytes]:
+        # The real stream's first writes: the format's head for a stream titled "probe",
+        # cut where a stream cuts it (FIRST_WRITE), so a hop that decides on the first
+        # write (Caddy's encode) treats the probe as it treats the page.
+        head = _FORMATS[self.format].head("probe", time.time())
+        yield head[:FIRST_WRITE]
+        if head[FIRST_WRITE:]:
+            yield head[FIRST_WRITE:]
         yield self._frame(start_line(time.time(), self.lines, self.interval, self.format), head=True)
         next_at = time.monotonic()
         for number in range(1, self.lines + 1):
@@ -115,13 +128,8 @@ class Probe:
         if self.format == "ndjson":
             return (json.dumps({"event": "probe", "line": text}) + "\n").encode()
         if self.format == "html":
-            line = html.escape(text) + "\n"
-            if head:
-                return (
-                    "<!doctype html><html lang=en><head><meta charset=utf-8><title>probe</title></head>"
-                    f"<body><pre>{line}"
-                ).encode()
-            return (line + "</pre></body></html>\n" if tail else line).encode()
+            line = html.escape(text) + "\n"  # inside the page head's <pre>, as a record's line is
+            return (line + "</pre></div></main></body></html>\n" if tail else line).encode()
         return (text + "\n").encode()
 
     def close(self) -> None:
@@ -129,6 +137,11 @@ class Probe:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+
+def _headers(fmt: str) -> list[tuple[str, str]]:
+    """The headers a stream of this format sends (as ``pipeline.open_stream`` sends them)."""
+    return [("Content-Type", _FORMATS[fmt].media_type), *STREAM_HEADERS, *_FORMATS[fmt].headers]
 
 
 def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -146,7 +159,7 @@ def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
         if lines * size > MAX_BYTES:
             raise HttpError(400, f"a probe sends at most {MAX_BYTES} bytes: lower lines or size")
         if environ.get("REQUEST_METHOD") == "HEAD":
-            start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
+            start_response("200 OK", _headers(fmt))
             return []
         if not _RUNNING.acquire(blocking=False):
             raise HttpError(
@@ -156,7 +169,7 @@ def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
         return error_response(start_response, error)
     probe = Probe(lines, interval, size, fmt, release=_RUNNING.release)
     try:
-        start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
+        start_response("200 OK", _headers(fmt))
     except BaseException:
         probe.close()
         raise

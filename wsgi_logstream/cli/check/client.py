@@ -22,6 +22,8 @@ from ...probe_lines import END_PATTERN, NUMBERED_PATTERN, START_PATTERN
 
 __all__ = ["Arrival", "Reading", "probe_url", "read_probe"]
 
+# The probe's first line comes after the format's head (the HTML page's is some KB): past this, not a probe.
+_HEAD_BUDGET = 256 * 1024
 _PROBE_PARAMS = ("probe", "lines", "interval", "size", "format", "token")
 
 
@@ -163,8 +165,8 @@ def read_probe(
             for line in complete:
                 _parse_line(reading, line, now)
             reading.finished = now
-            if reading.ended or (complete and reading.start_arrived is None):
-                break  # the end, or a first line that is not the probe's: not a probe, stop here
+            if reading.ended or (reading.start_arrived is None and reading.received > _HEAD_BUDGET):
+                break  # the end, or that much without the probe's first line: not a probe, stop here
         if pending:
             _parse_line(reading, pending, time.time())
     except socket.timeout:
