@@ -155,7 +155,7 @@ def test_probes_past_their_own_limit_get_503_with_retry_after_until_one_ends() -
     running = [probe_app(dict(env), start_response) for _ in range(MAX_RUNNING)]
     try:
         for probe in running:
-            assert next(iter(probe)).startswith(b"probe start")
+            assert next(iter(probe)).startswith(b"-- probe: started")  # running: the text head is out
         status, headers, _ = _call(probe_app, query="lines=2&interval=0.01")
         assert status == "503 Service Unavailable"
         assert headers["Retry-After"] == "5"
