@@ -106,9 +106,15 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
     @property
     def connections(self) -> int:
-        """Connections held now (read by tests and the status line)."""
+        """Connections held now."""
         with self._lock:
             return len(self._heads) + len(self._answering)
+
+    @property
+    def answering(self) -> int:
+        """Connections whose whole head is in (the app has them; they are not evicted)."""
+        with self._lock:
+            return len(self._answering)
 
 
 class QuietHandler(WSGIRequestHandler):
