@@ -60,12 +60,9 @@ def stream_options(args: argparse.Namespace, **defaults: Any) -> dict[str, Any]:
             patterns.extend(DEFAULT_REDACTIONS if pattern == "default" else [pattern])
         options["redact"] = patterns
     try:
-        parsed = Options.from_kwargs(**options)
+        Options.from_kwargs(**options)  # which also passes the title (a command line) through the redactor
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if parsed.redact is not None and "title" in options:
-        # The title is a command line (``deploy --password=X``): it passes through the lines' redactor.
-        options["title"] = parsed.redact(options["title"])
     return options
 
 
