@@ -11,12 +11,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import Program, free_port, require_program, wsgiref_server
+from servers import Program, RawClient, free_port, require_program, wait_until, wsgiref_server
 
 from tests.test_cli_support import cli
 from wsgi_logstream import logstream
@@ -254,3 +255,49 @@ def test_the_probe_is_dressed_as_a_real_stream_of_its_format_headers_and_first_w
         assert len(probe_chunk) == len(real_chunk) == FIRST_WRITE  # the page's head, cut where the page cuts it
     else:
         assert probe_chunk.split(b"probe")[0] == real_chunk.split(b"probe")[0]  # the same head up to the title
+
+
+CADDYFILE = """\
+{{
+    admin off
+    auto_https off
+    storage file_system {tmp}/storage
+}}
+:{port} {{
+    encode gzip
+    reverse_proxy 127.0.0.1:{upstream}
+}}
+"""
+
+
+@pytest.mark.servers
+def test_check_agrees_with_the_page_through_caddys_encode_gzip(tmp_path: Path) -> None:
+    caddy = require_program("caddy")
+    gate = tmp_path / "go"
+    script = (
+        f"import os, time\nprint('first line', flush=True)\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
+    )
+    with cli("run", command=(sys.executable, "-c", script)) as running:
+        path = running.job_path
+        port = free_port()
+        conf = tmp_path / "Caddyfile"
+        conf.write_text(CADDYFILE.format(tmp=tmp_path, port=port, upstream=running.program.port))
+        env = {"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
+        with Program([caddy, "run", "--config", str(conf), "--adapter", "caddyfile"], port, env=env) as proxy:
+            # The page, as a browser asks for it, while the command still runs.
+            with RawClient(proxy.url, f"{path}?format=html", {"Accept-Encoding": "gzip"}) as page:
+                wait_until(lambda: page.fill(time.monotonic() + 1) and page.status, 15, "the page's headers")
+                compressed = page.headers.get("content-encoding") == "gzip"
+                if not compressed:
+                    page.read_until(b"first line", timeout=15)  # live: its first line while the command runs
+            result = _check(f"{proxy.url}{path}")
+        gate.write_text("go")
+    print(f"through Caddy encode gzip: page compressed={compressed}, check exit {result.returncode}")
+    # Caddy decides on what its first read of the response holds: compressed, the page waits for the end.
+    # Whatever Caddy decides for the page, it decides for the probe, and check says so.
+    if compressed:
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "compression (Content-Encoding: gzip)" in result.stdout
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "result: STREAMS" in result.stdout
