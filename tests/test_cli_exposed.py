@@ -242,6 +242,7 @@ def test_a_half_sent_request_is_closed_after_the_header_timeout(server: str) -> 
             took = time.monotonic() - started
             assert took < 14
             print(f"{server}: a half-sent request was closed after {took:.2f} s (--header-timeout 1)")
+        assert "Traceback" not in running.output()  # a slow client is not news on the terminal
 
 
 @pytest.mark.parametrize("server", ["wsgiref", pytest.param("gunicorn", marks=pytest.mark.servers)])
@@ -270,6 +271,7 @@ def test_a_slowloris_past_the_descriptor_limit_does_not_lock_the_wsgiref_server_
         )
         assert program.proc.poll() is None
         del held
+        assert "Traceback" not in program.output()
 
 
 # -- redaction of the command line ------------------------------------------------------------
