@@ -106,7 +106,18 @@ def test_refused_with_401_gives_a_401_and_the_hooks_own_message() -> None:
     reply = TestApp(logstream(target, authorize=hook)).get("/", status=401)
     assert reply.text == "log in to see the reindex\n"
     assert reply.headers["Cache-Control"] == "no-store"
+    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="wsgi_logstream"'  # HTTP requires a challenge
     assert target.runs == 0
+
+
+def test_a_401_carries_the_challenge_the_hook_names() -> None:
+    def hook(environ: dict[str, Any], action: str, job: JobRecord | None) -> bool:
+        raise Refused("log in", status=401, challenge='Cookie realm="admin"')
+
+    reply = TestApp(logstream(CountingTarget(), authorize=hook)).get("/", status=401)
+    assert reply.headers["WWW-Authenticate"] == 'Cookie realm="admin"'
+    with pytest.raises(ValueError, match="challenge"):
+        Refused("log in", status=401, challenge="Basic\r\nSet-Cookie: x=1")
 
 
 def test_refused_accepts_only_the_statuses_a_refusal_can_have() -> None:
