@@ -74,9 +74,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if given:
         directory = Path(given)
     else:
+        # From a copy of what git would commit: a build in the checkout would also take files that a stale
+        # *.egg-info/SOURCES.txt lists, and so pass where a clean checkout's build misses them.
+        tree = tmp_path_factory.mktemp("source")
+        _copy_tree(tree)
         directory = tmp_path_factory.mktemp("dist")
         built = subprocess.run(
-            [sys.executable, "-m", "build", "--outdir", str(directory), str(SOURCE)],
+            [sys.executable, "-m", "build", "--outdir", str(directory), str(tree)],
             capture_output=True,
             text=True,
             timeout=600,
@@ -97,8 +101,11 @@ def test_every_file_of_the_package_is_in_the_wheel_and_the_sdist(dist: tuple[Pat
         in_wheel = set(archive.namelist())
     with tarfile.open(sdist) as archive:
         in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert [name for name in package if name not in in_wheel] == [], f"missing from {wheel.name}"
-    assert [name for name in package if name not in in_sdist] == [], f"missing from {sdist.name}"
+    missing = {
+        archive.name: [n for n in package if n not in names]
+        for archive, names in ((wheel, in_wheel), (sdist, in_sdist))
+    }
+    assert missing == {wheel.name: [], sdist.name: []}, f"files missing (setup.cfg's package_data?): {missing}"
 
 
 def test_the_wheel_names_the_tested_python_and_the_version_of_the_source(dist: tuple[Path, Path]) -> None:
