@@ -5,8 +5,9 @@ The tests build it (tests/test_release.py) as anyone can::
     sphinx-build -W --keep-going -n -b html docs build/docs
 
 with warnings as errors and every reference checked (``-n``): a docstring's ``:func:`` or ``:class:`` that names
-nothing, a Markdown link to a page that does not exist, or a README mention of an API function that does not
-exist fails the build. autodoc imports the installed ``wsgi_logstream`` (the wheel under scripts/test), so the
+nothing, a Markdown link to a page that does not exist, or a README mention of an API function, a
+``logstream()`` option or a ``wsgi-logstream`` command or option that does not exist fails the build (see
+:func:`_check_readme`). autodoc imports the installed ``wsgi_logstream`` (the wheel under scripts/test), so the
 reference documents what users get.
 
 How the README becomes the guide page (``guide``, see :func:`_readme_as_guide`): its links into ``docs/`` and to
@@ -25,10 +26,15 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import logging
 import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from sphinx.util import logging as sphinx_logging
 
 import wsgi_logstream
 
@@ -183,6 +189,80 @@ def _readme_as_guide() -> str:
     return "\n".join(out) + "\n"
 
 
+def _help(*command: str) -> str:
+    """``wsgi-logstream [COMMAND] --help``: the command line as users see it."""
+    args = [sys.executable, "-m", "wsgi_logstream", *command, "--help"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=ROOT.parent, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def _check_readme(app: Any) -> None:
+    """Warn (so fail, with -W) where the README names an option or a command that does not exist.
+
+    - Each row of an ``| option | default | meaning |`` table under a heading that names an API function
+      (``### `logstream(target, **options)```): the function must accept that option with the documented default
+      (a code span, evaluated with ``logging`` in scope; a default in words means ``None``).
+    - Each ``wsgi-logstream COMMAND ...`` line in a code block: COMMAND must exist and its options must be among
+      those ``wsgi-logstream COMMAND --help`` lists; each code span starting with ``-`` in the section
+      "The command line" must be an option of one of the commands.
+    """
+    log = sphinx_logging.getLogger(__name__)
+    readme = ROOT / "README.md"
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    commands = re.findall(r"^    (\w+)\s{2,}", _help(), re.MULTILINE)
+    if not commands:
+        log.warning("wsgi-logstream --help lists no commands", location=f"{readme}:1")
+    options = {command: set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", _help(command))) for command in commands}
+    every_option = set().union(*options.values()) if options else set()
+
+    function = None
+    in_table = fenced = False
+    section = ""
+    for number, line in enumerate(lines, start=1):
+        where = f"{readme}:{number}"
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            words = shlex.split(line.split(" #", 1)[0], posix=True) if "wsgi-logstream " in line else []
+            if words and words[0].endswith("wsgi-logstream") and len(words) > 1:
+                command, rest = words[1], words[2:]
+                if command not in options:
+                    log.warning(f"wsgi-logstream has no command {command!r}", location=where)
+                    continue
+                for word in rest[: rest.index("--")] if "--" in rest else rest:
+                    flag = word.split("=", 1)[0]
+                    if flag.startswith("-") and flag not in options[command]:
+                        log.warning(f"wsgi-logstream {command} has no option {flag}", location=where)
+            continue
+        if line.startswith("#"):
+            section = line if line.startswith("## ") else section
+            call = re.search(r"`([A-Za-z_]\w*)\(", line)
+            function = call.group(1) if call else None
+            in_table = False
+            continue
+        if re.fullmatch(r"\|\s*option\s*\|\s*default\s*\|.*", line):
+            in_table = True
+            continue
+        if in_table and line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if set(cells[0]) <= set("- ") or function is None:
+                continue
+            name = cells[0].strip("`")
+            default = cells[1][1:-1] if cells[1].startswith("`") and cells[1].endswith("`") else "None"
+            try:
+                getattr(wsgi_logstream, function)(lambda: None, **{name: eval(default, {"logging": logging})})
+            except Exception as error:  # the build's warning says which option and why
+                log.warning(f"{function}() does not take option {name}={default}: {error}", location=where)
+            continue
+        in_table = False
+        if section.startswith("## The command line"):
+            for span in _CODE.findall(line):
+                flag = span.split()[0].split("=", 1)[0]
+                if re.fullmatch(r"--?[A-Za-z][\w-]*", flag) and flag not in every_option:
+                    log.warning(f"no wsgi-logstream command has an option {flag}", location=where)
+
+
 def _generate(app: Any, docname: str, source: list[str]) -> None:
     if docname == "guide":
         source[0] = _readme_as_guide()
@@ -206,4 +286,5 @@ def _unqualified(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 def setup(app: Any) -> dict[str, Any]:
     app.connect("source-read", _generate)
     app.connect("missing-reference", _unqualified)
+    app.connect("builder-inited", _check_readme)
     return {"parallel_read_safe": True}

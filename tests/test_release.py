@@ -197,25 +197,44 @@ def test_the_docs_build_with_warnings_as_errors_and_every_reference_checked(tmp_
     assert 'href="api.html#wsgi_logstream.logstream"' in guide  # the README's API names link to the reference
 
 
-def test_a_readme_naming_a_function_or_page_that_does_not_exist_fails_the_docs_build(tmp_path: Path) -> None:
+_BROKEN_README = """
+Call `stream_everything(target)` first, as [the guide](docs/no-such-page.md) says.
+
+### `logstream(target, **options)`, once more
+
+| option | default | meaning |
+| --- | --- | --- |
+| `no_such_option` | `1` | nothing |
+
+## The command line, once more
+
+`--no-such-flag` and:
+
+```sh
+wsgi-logstream no-such-command app.log
+```
+"""
+
+
+def test_a_readme_naming_a_function_page_option_or_command_that_does_not_exist_fails_the_docs_build(
+    tmp_path: Path,
+) -> None:
     tree = tmp_path / "tree"
-    for name in ("docs", "README.md", "CHANGELOG.md", "setup.cfg"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tree / name)
-        else:
-            tree.mkdir(exist_ok=True)
-            shutil.copy(source, tree / name)
+    shutil.copytree(ROOT / "docs", tree / "docs")
+    for name in ("README.md", "CHANGELOG.md", "setup.cfg"):
+        shutil.copy(ROOT / name, tree / name)
     readme = tree / "README.md"
-    readme.write_text(
-        readme.read_text(encoding="utf-8")
-        + "\nCall `stream_everything(target)` first, as [the guide](docs/no-such-page.md) says.\n",
-        encoding="utf-8",
-    )
+    readme.write_text(readme.read_text(encoding="utf-8") + _BROKEN_README, encoding="utf-8")
     built = _sphinx(tree / "docs", tmp_path / "html")
     assert built.returncode != 0
-    assert "wsgi_logstream.stream_everything" in built.stderr, built.stderr
-    assert "no-such-page" in built.stderr, built.stderr
+    for named in (
+        "wsgi_logstream.stream_everything",
+        "no-such-page.md",
+        "option no_such_option=1",
+        "option --no-such-flag",
+        "no command 'no-such-command'",
+    ):
+        assert named in built.stderr, built.stderr
 
 
 # The README's first command ---------------------------------------------------------------------------------------
