@@ -30,9 +30,10 @@ import contextvars
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-from .channel import Channel
+if TYPE_CHECKING:
+    from .store import LogWriter
 
 __all__ = ["Sink", "Thread", "bind", "cancelled", "current_sink", "install", "progress"]
 
@@ -53,27 +54,29 @@ class Sink:
 
     Filters by level and logger name, formats each record once (in the thread
     that logged it, since its arguments may change later) and appends the line
-    to a :class:`~wsgi_logstream.channel.Channel`, which never blocks.
+    to a log writer (a :class:`~wsgi_logstream.channel.Channel`, or a store's
+    log), which never blocks.
     """
 
     __slots__ = ("_cancel", "_formatter", "_names", "_prefixes", "_redact", "channel", "deadline", "level")
 
     def __init__(
         self,
-        channel: Channel,
+        channel: LogWriter,
         *,
         level: int,
         loggers: tuple[str, ...] | None,
         formatter: logging.Formatter,
         redact: Callable[[str], str] | None = None,
         deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
-        self.channel = channel
+        self.channel = channel  # where records go: a Channel, or a store's log
         self.level = level
         self._prefixes = loggers
         self._formatter = formatter
         self._redact = redact
-        self._cancel = threading.Event()
+        self._cancel = threading.Event() if cancel is None else cancel
         self.deadline = deadline  # time.monotonic() after which the operation is asked to stop
         self._names: dict[str, bool] = {}
 

@@ -172,6 +172,8 @@ class Format:
 
     name = ""
     media_type = ""
+    #: Response headers this format adds to the stream's own.
+    headers: tuple[tuple[str, str], ...] = ()
 
     def head(self, title: str, started: float) -> bytes:
         raise NotImplementedError
@@ -299,6 +301,7 @@ class HtmlFormat(Format):
 
     name = "html"
     media_type = "text/html; charset=utf-8"
+    headers = (("X-Frame-Options", "SAMEORIGIN"),)  # no framing by other sites (clickjacking)
 
     def __init__(self, *, resumable: bool = False) -> None:
         self.resumable = resumable  # a job: the page may reconnect over SSE and resume

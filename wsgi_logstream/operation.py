@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from . import capture
 from .capture import Sink, install, run_bound
-from .channel import Channel, Summary
+from .channel import Summary
 from .options import Options
+from .store import LogWriter
 
 __all__ = ["Operation", "target_caller"]
 
@@ -62,34 +63,45 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 class Operation:
-    """Runs ``call(environ)`` in a worker thread, its records going to ``channel``."""
+    """Runs ``call(environ)`` in a worker thread, its records going to ``log``.
+
+    ``finish`` records how it ended (the first ending wins: a job may have been
+    ended as timed out or lost by someone else first); ``cancel_event``, if
+    given, is the flag a store raises when anyone asks the job to stop.
+    """
 
     def __init__(
         self,
         call: Callable[[dict[str, Any]], Any],
         environ: dict[str, Any],
         options: Options,
-        channel: Channel,
+        log: LogWriter,
         *,
+        finish: Callable[[Summary], bool],
+        cancel_event: threading.Event | None = None,
         on_finish: Callable[[Operation], None] | None = None,
+        on_done: Callable[[], None] | None = None,
         name: str = "wsgi_logstream",
     ) -> None:
         install()
-        self.channel = channel
+        self.log = log
         self.options = options
         self.started = time.time()
         deadline = time.monotonic() + options.timeout if options.timeout else None
         self.sink = Sink(
-            channel,
+            log,
             level=options.level,
             loggers=options.loggers,
             formatter=options.formatter,
             redact=options.redact,
             deadline=deadline,
+            cancel=cancel_event,
         )
         self._call = call
         self._environ = environ
+        self._finish_log = finish
         self._on_finish = on_finish
+        self._on_done = on_done
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -103,7 +115,7 @@ class Operation:
     def expire(self) -> bool:
         """End the stream with status ``timeout`` if the deadline passed. True if it did."""
         deadline = self.sink.deadline
-        if deadline is None or self.channel.closed or time.monotonic() < deadline:
+        if deadline is None or self.log.closed or time.monotonic() < deadline:
             return False
         self.sink.cancel()
         return self._finish("timeout", f"timed out after {self.options.timeout:g}s", None)
@@ -117,11 +129,11 @@ class Operation:
             status=status,
             started=self.started,
             ended=time.time(),
-            records=self.channel.records,
+            records=self.log.records,
             error=self._redacted(error),
             traceback=self._redacted(trace),
         )
-        return self.channel.close(summary)
+        return self._finish_log(summary)
 
     def _run(self) -> None:
         status = "error"
@@ -149,5 +161,9 @@ class Operation:
                 if self._on_finish is not None:
                     self._on_finish(self)
             finally:
-                self._finish(status, error, trace)
-                self.done.set()
+                try:
+                    self._finish(status, error, trace)
+                finally:
+                    self.done.set()
+                    if self._on_done is not None:
+                        self._on_done()
