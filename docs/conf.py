@@ -59,8 +59,12 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"({_stdlib})(\..*)?"),
     (r"py:.*", r"(WSGIApplication|WSGIEnvironment|StartResponse|Callable|Iterable|Iterator|Mapping|Sequence|Any)"),
     (r"py:.*", r"(.*\.)?_\w+"),
-    # Options are validated into this internal object; its fields are documented as logstream()'s options.
-    (r"py:class", r"wsgi_logstream\.options\.Options"),
+    # A union written as a string in a forward reference ("JobRecord | None" inside Callable[...]) reaches Sphinx
+    # as one name it cannot split.
+    (r"py:class", r".+ \| .+"),
+    # Internal objects in the constructors of classes that applications get from a function and never build:
+    # LogStreamApp and JobsApp (from logstream() and jobs()), JobHandle (from JobsApp.start()).
+    (r"py:class", r"wsgi_logstream\.(options\.Options|options\.JobsSettings|operation\.Operation)"),
 ]
 
 autodoc_member_order = "bysource"
@@ -271,16 +275,18 @@ def _generate(app: Any, docname: str, source: list[str]) -> None:
 
 
 def _unqualified(app: Any, env: Any, node: Any, contnode: Any) -> Any:
-    """Resolve a bare class name in a type hint (``Job``, imported under TYPE_CHECKING) when exactly one
-    documented object of the package has that name; anything else stays unresolved, and fails the build."""
-    target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or "." in target:
+    """Resolve a name the source spells shorter than its documented path: ``Job`` in a type hint imported under
+    TYPE_CHECKING, ``JobsApp.start`` for what is documented as ``wsgi_logstream.JobsApp.start``. Only when exactly
+    one documented object of the package ends with that name; anything else stays unresolved, and fails the build.
+    """
+    target = node.get("reftarget", "").lstrip("~.")
+    if node.get("refdomain") != "py" or not target:
         return None
     domain = env.get_domain("py")
     matches = [name for name in domain.objects if name.startswith("wsgi_logstream.") and name.endswith("." + target)]
     if len(matches) != 1:
         return None
-    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], node, contnode)
+    return domain.resolve_xref(env, node["refdoc"], app.builder, "obj", matches[0], node, contnode)
 
 
 def setup(app: Any) -> dict[str, Any]:
