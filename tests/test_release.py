@@ -151,6 +151,7 @@ def test_the_suite_imports_the_installed_wheel_not_the_checkout() -> None:
 
     import wsgi_logstream
 
+    assert not (ROOT / "wsgi_logstream").exists(), "the suite's tree must not hold the package"
     site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
     assert sys.prefix != sys.base_prefix, "not in a virtual environment"
     assert Path(wsgi_logstream.__file__).resolve().is_relative_to(site_packages), wsgi_logstream.__file__
