@@ -18,11 +18,12 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import pytest
-from servers import ROOT, VENV_BIN, Program, free_port
+from servers import ROOT, VENV_BIN, Program, RawClient, free_port
 
 EXAMPLES = ROOT / "examples"
 APP = "tests.apps.deploy_site:application"
@@ -136,3 +137,39 @@ def uwsgi(*bind: str, ini: bool = True, extra: Iterable[str] = ()) -> Served:
 def python_path_env() -> dict[str, str]:
     """PYTHONPATH for a server that embeds another Python (uWSGI, mod_wsgi): the package and the tests."""
     return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+
+
+class GzipClient(RawClient):
+    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far (a sync-flushed gzip stream)."""
+
+    @property
+    def body(self) -> bytes:
+        raw = super().body
+        if self.headers.get("content-encoding") != "gzip":
+            return raw
+        return zlib.decompressobj(wbits=31).decompress(raw)
+
+
+def post(url: str, path: str) -> RawClient:
+    """``POST path`` with an empty body, read to the end (closed: use ``status``, ``headers``, ``body``)."""
+    with RawClient(url, path, {"Content-Length": "0"}, method="POST") as client:
+        client.read_to_end()
+    return client
+
+
+def start_job(url: str, key: str, base: str = "/jobs") -> str:
+    """Start a job of the site (``POST /jobs/?key=K``); its path, from the 303's Location."""
+    reply = post(url, f"{base}/?key={key}")
+    assert reply.status == 303, (reply.status, reply.body)
+    return reply.headers["location"]
+
+
+def assert_held(client: RawClient, marker: bytes, seconds: float = 2.0) -> None:
+    """``marker`` does not arrive within ``seconds``: the one kind of bounded negative wait these tests use.
+
+    Only for a line the operation cannot have sent yet without the stream being
+    held (it waits for a release the test has not given), so the wait can only
+    fail when the stream is live, never pass by a slow machine's chance.
+    """
+    with pytest.raises(AssertionError, match="timed out"):
+        client.read_until(marker, timeout=seconds)

@@ -9,7 +9,7 @@ helpers). It serves:
   ``/release?key=K``, then ``second K released=True`` and ``line 1..3 of K``;
 * ``/events/run?key=K``: the same as SSE only (what a page's EventSource opens);
 * ``/jobs/``: jobs whose target is that same operation (``POST /jobs/?key=K``);
-* ``/freeze/start?port=P``: starts a job directly (not through ``POST``) whose
+* ``/start-freeze?port=P``: starts a job directly (not through ``POST``) whose
   target connects to the test's port ``P``, waits there (at most 30 s) for a
   byte and answers ``done``: the byte is sent once the response has been read,
   so ``done`` comes back only if the job's thread runs after its request ended;
@@ -78,7 +78,7 @@ def _site(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     if path == "/release":
         _event(_query(environ, "key", "k")).set()
         body = b"released\n"
-    elif path == "/freeze/start":
+    elif path == "/start-freeze":
         # Straight to start(): shows what the server does to a job's thread, whatever POST answers.
         job = freeze_jobs.start({"QUERY_STRING": environ.get("QUERY_STRING", "")})
         body = f"/freeze/{job.id}\n".encode()
