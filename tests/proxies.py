@@ -173,3 +173,38 @@ def assert_held(client: RawClient, marker: bytes, seconds: float = 2.0) -> None:
     """
     with pytest.raises(AssertionError, match="timed out"):
         client.read_until(marker, timeout=seconds)
+
+
+# --- Caddy, HAProxy, Traefik -----------------------------------------------------------------
+
+
+def caddy(upstream: str, *, encode: bool = True) -> Served:
+    """Caddy with ``examples/Caddyfile`` in front of ``upstream``; ``encode=False`` drops its ``encode`` line."""
+    binary = program("caddy")
+    port = free_port()
+    tmp = temp_dir("caddy-")
+    conf = render("Caddyfile", {"@LISTEN@": f"127.0.0.1:{port}", "@UPSTREAM@": upstream}, tmp)
+    if not encode:
+        text = conf.read_text()
+        assert "\tencode gzip\n" in text, f"examples/Caddyfile has no 'encode gzip' line: {text}"
+        conf.write_text(text.replace("\tencode gzip\n", ""))
+    # Caddy keeps its data and config state under XDG dirs: inside the temp dir, not the user's home.
+    env = {"HOME": str(tmp), "XDG_DATA_HOME": str(tmp / "data"), "XDG_CONFIG_HOME": str(tmp / "config")}
+    return Served([binary, "run", "--config", str(conf), "--adapter", "caddyfile"], port, tmp, env=env)
+
+
+def live(client: RawClient, key: str, url: str, timeout: float = 10.0) -> bytes:
+    """:func:`nginx.handshake` with a bound of ``timeout`` for the first line; releases the operation either way.
+
+    Reads ``first K`` while the operation waits, releases it (``/release?key=K``
+    on ``url``), reads to the end and returns the body. When the first line does
+    not come in time, the operation is released all the same (so no server
+    thread waits on) and the AssertionError goes on.
+    """
+    try:
+        client.read_until(f"first {key}".encode(), timeout=timeout)
+        assert f"second {key}".encode() not in client.body, "the operation went on before it was released"
+    finally:
+        with RawClient(url, f"/release?key={key}") as release:
+            release.read_to_end()
+    return client.read_to_end()
