@@ -256,3 +256,40 @@ def _status(url: str, path: str) -> int:
     with RawClient(url, path) as client:
         client.read_to_end()
     return client.status
+
+
+# --- Apache ----------------------------------------------------------------------------------
+
+
+def _apache_user() -> dict[str, str]:
+    """Workers run as nobody when the tests run as root (Apache refuses root workers); else as the caller."""
+    if os.getuid() == 0:
+        return {"@USER@": "nobody", "@GROUP@": "nogroup"}
+    import grp
+    import pwd
+
+    return {"@USER@": pwd.getpwuid(os.getuid()).pw_name, "@GROUP@": grp.getgrgid(os.getgid()).gr_name}
+
+
+def apache(example: str, values: Mapping[str, object]) -> Served:
+    """``apache2 -DFOREGROUND`` with ``examples/<example>``: its own config, pid file, port and logs in a temp dir."""
+    binary = program("apache2")
+    port = free_port()
+    tmp = temp_dir("apache-")
+    conf = render(example, {"@LISTEN@": f"127.0.0.1:{port}", "@RUN_DIR@": tmp, **_apache_user(), **values}, tmp)
+    args = [binary, "-f", str(conf), "-DFOREGROUND"]
+    checked = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
+    if checked.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AssertionError(f"apache2 -t rejects the rendered {example}:\n{checked.stdout}{checked.stderr}")
+    return Served(args, port, tmp)
+
+
+def apache_mod_wsgi() -> Served:
+    script = ROOT / "tests" / "apps" / "deploy_site.py"
+    values = {"@SCRIPT@": script, "@SCRIPT_DIR@": script.parent, "@PYTHON_PATH@": ROOT}
+    return apache("apache-mod_wsgi.conf", values)
+
+
+def apache_proxy(upstream: str) -> Served:
+    return apache("apache-proxy.conf", {"@UPSTREAM@": upstream})
