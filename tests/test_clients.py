@@ -172,7 +172,9 @@ def test_sse_client_resumes_a_job_after_a_cut_with_no_gap_or_duplicate(chunked: 
 
 # --- node's eventsource ------------------------------------------------------------------------------
 
-NODE_CACHE = Path(os.environ.get("WSGI_LOGSTREAM_NPM_CACHE", Path(tempfile.gettempdir()) / "wsgi_logstream-npm"))
+# Version 3: the newest whose engines include Debian 12's node (18); later ones ask for node 20 or 22.
+EVENTSOURCE = "eventsource@3"
+NODE_CACHE = Path(os.environ.get("WSGI_LOGSTREAM_NPM_CACHE", Path(tempfile.gettempdir()) / "wsgi_logstream-npm-es3"))
 
 # Prints each message, the end event, each error, and "closed" once EventSource gives up (the library's
 # 204). The interval keeps node alive between a stream's end and the reconnection: eventsource's
@@ -200,7 +202,7 @@ def eventsource_module() -> Path:
     if not (modules / "eventsource" / "package.json").exists():
         NODE_CACHE.mkdir(parents=True, exist_ok=True)
         installed = subprocess.run(
-            [npm, "install", "--prefix", str(NODE_CACHE), "--no-audit", "--no-fund", "eventsource@5"],
+            [npm, "install", "--prefix", str(NODE_CACHE), "--no-audit", "--no-fund", EVENTSOURCE],
             capture_output=True,
             text=True,
             timeout=300,
