@@ -29,7 +29,6 @@ UWSGI_THREADS_HELP = (
 )
 
 
-
 def threads_disabled_reason(environ: Mapping[str, Any]) -> str | None:
     """Why a job started by this request would freeze, or ``None`` when threads run.
 
