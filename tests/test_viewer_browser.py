@@ -174,7 +174,7 @@ def test_a_cut_page_resumes_over_sse_and_shows_every_line_exactly_once(page: Pag
 
     app = _jobs(target)
     job = app.start()
-    wait_until(lambda: job.channel.records == 20, 10, "the first 20 lines")
+    wait_until(lambda: job.record.records == 20, 10, "the first 20 lines")
     cutter = CutFirstPage(app, records=12)  # then 5 bytes of line 13: "line "
     with serve(page, cutter) as url:
         page.navigate(f"{url}/{job.id}")
@@ -289,7 +289,7 @@ def test_the_page_keeps_at_most_the_cap_of_lines_and_follows_until_scrolled_up(p
 
     app = _jobs(target)
     job = app.start()
-    wait_until(lambda: job.channel.records == 6000, 10, "6000 lines")
+    wait_until(lambda: job.record.records == 6000, 10, "6000 lines")
     with serve(page, app) as url:
         page.navigate(f"{url}/{job.id}")
         wait_for(
