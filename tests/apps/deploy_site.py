@@ -93,9 +93,8 @@ def _site(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return [body]
 
 
-application = LogStreamMiddleware(
-    _site,
-    {"/ops/run": operation, "/events/run": operation, "/jobs": deploy_jobs, "/freeze": freeze_jobs},
-    heartbeat=5,
-    title="Deploy test",
+_streams = LogStreamMiddleware(
+    _site, {"/ops/run": operation, "/events/run": operation}, heartbeat=5, title="Deploy test"
 )
+# The jobs apps carry their own options (built by jobs() above), so they are mounted by a middleware of their own.
+application = LogStreamMiddleware(_streams, {"/jobs": deploy_jobs, "/freeze": freeze_jobs})
