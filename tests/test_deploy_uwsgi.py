@@ -201,3 +201,31 @@ def test_uwsgi_pass_told_to_ignore_x_accel_buffering_holds_the_stream_to_the_end
             release.read_to_end()
         body = client.read_to_end()
     assert_ended_ok("text", body)
+
+
+@pytest.mark.parametrize("ini", [True, False], ids=["example-ini", "threads-only"])
+def test_requests_iter_lines_through_uwsgi_http_router_is_live_only_with_auto_chunked(ini: bool) -> None:
+    """``http-auto-chunked`` (the example's) lets ``requests``' default ``iter_lines()`` read lines live.
+
+    Without it the router sends neither length nor chunks, and ``iter_lines()``
+    waits for 512 bytes that cannot come before the release: 2 s without a
+    line is that wait, not a slow machine.
+    """
+    requests = pytest.importorskip("requests")
+    key = uuid.uuid4().hex
+    threads = () if ini else ("--threads", "4")  # so that /release is served while the stream waits
+    with uwsgi("--http", "127.0.0.1:{port}", ini=ini, extra=threads) as server:
+        try:
+            url = f"{server.url}/ops/run?format=text&key={key}"
+            with requests.get(url, stream=True, timeout=(5, 2)) as response:
+                chunked = response.headers.get("transfer-encoding") == "chunked"
+                assert chunked == ini, response.headers
+                lines = response.iter_lines()
+                if ini:
+                    assert any(line.decode().endswith(f"first {key}") for line in lines)
+                else:
+                    with pytest.raises(requests.exceptions.ConnectionError, match="timed out"):
+                        assert not any(line.decode().endswith(f"first {key}") for line in lines)
+        finally:
+            with RawClient(server.url, f"/release?key={key}") as release:
+                release.read_to_end()
