@@ -14,11 +14,15 @@ library and the package only, since uWSGI and mod_wsgi embed Debian's Python.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import selectors
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -304,3 +308,104 @@ def apache_mod_wsgi() -> Served:
 
 def apache_proxy(upstream: str) -> Served:
     return apache("apache-proxy.conf", {"@UPSTREAM@": upstream})
+
+
+class CutRelay:
+    """A TCP relay on a free loopback port to ``upstream_port`` whose connections the test can cut.
+
+    :meth:`cut` closes every connection open through it (the client sees the
+    server hang up mid-stream, as when a proxy or a network drops it); new
+    connections are relayed as before. One thread does it all with
+    ``selectors``; :meth:`close` stops it and closes every socket.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.setblocking(False)
+        self.port = int(self._listener.getsockname()[1])
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._peers: dict[socket.socket, socket.socket] = {}
+        self._cuts = 0
+        self._cuts_done = 0
+        self._stopping = False
+        self._done = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="cut-relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cut(self, timeout: float = 10.0) -> None:
+        """Close every connection open now; returns once they are closed."""
+        with self._done:
+            self._cuts += 1
+            wanted = self._cuts
+            self._wake_w.send(b"c")
+            assert self._done.wait_for(lambda: self._cuts_done >= wanted, timeout), "the relay did not cut"
+
+    def _drop(self, sock: socket.socket) -> None:
+        other = self._peers.pop(sock, None)
+        for each in (sock, other):
+            if each is None:
+                continue
+            self._peers.pop(each, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(each)
+            each.close()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            for key, _ in self._selector.select():
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self._wake_r:
+                    sock.recv(64)
+                    for each in list(self._peers):
+                        self._drop(each)
+                    with self._done:
+                        self._cuts_done = self._cuts
+                        self._done.notify_all()
+                elif sock is self._listener:
+                    try:
+                        client, _ = self._listener.accept()
+                    except BlockingIOError:
+                        continue
+                    upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+                    for each in (client, upstream):
+                        each.setblocking(True)
+                        each.settimeout(10)
+                        self._selector.register(each, selectors.EVENT_READ, None)
+                    self._peers[client], self._peers[upstream] = upstream, client
+                elif sock in self._peers:
+                    try:
+                        data = sock.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        self._drop(sock)
+                        continue
+                    try:
+                        self._peers[sock].sendall(data)
+                    except OSError:
+                        self._drop(sock)
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake_w.send(b"s")
+        self._thread.join(10)
+        for each in list(self._peers):
+            self._drop(each)
+        self._selector.close()
+        for each in (self._listener, self._wake_r, self._wake_w):
+            each.close()
+
+    def __enter__(self) -> CutRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -17,7 +17,9 @@ asks only after the client under test has handed it that line.
   never left gets, no gap and no duplicate.
 * node's ``eventsource`` (from the npm registry, installed once per machine
   into a cache directory) reads a job live, gets its end, and stops when the
-  library answers its reconnection with 204.
+  library answers its reconnection with 204; cut mid-job by a relay
+  (``proxies.CutRelay``), it reconnects by itself and resumes with no gap or
+  duplicate.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import requests
 import sseclient
 from httpx_sse import connect_sse
 from nginx import gunicorn_with
-from proxies import APP, program, start_job
+from proxies import APP, CutRelay, program, start_job
 from servers import RawClient, wait_until, wsgiref_server
 
 from tests.apps.deploy_site import application
@@ -271,3 +273,39 @@ def test_node_eventsource_reads_a_job_live_and_stops_at_its_end(chunked: str, ev
     assert len(ends) == 1 and ends[0]["status"] == "ok", seen
     assert any(line.get("data", "").endswith(f"line 3 of {key}") for line in seen)
     assert any(line.get("code") == 204 for line in seen), seen  # it reconnected, and the 204 stopped it
+
+
+def test_node_eventsource_resumes_a_job_after_a_cut_with_no_gap_or_duplicate(
+    chunked: str, eventsource_module: Path
+) -> None:
+    """The connection is cut under node (a relay drops it) after the first line; EventSource reconnects alone.
+
+    It sends ``Last-Event-ID`` and gets every line after that one, then the end,
+    then the 204 that stops it: each line once, in order.
+    """
+    key = uuid.uuid4().hex
+    upstream_port = int(chunked.rsplit(":", 1)[1])
+    with CutRelay(upstream_port) as relay:
+        job = f"{relay.url}{start_job(chunked, key)}"
+        reader = NodeReader(eventsource_module, job)
+        try:
+            seen = [reader.next()]
+            while not seen[-1].get("data", "").endswith(f"first {key}"):
+                seen.append(reader.next())
+            relay.cut()
+            _release(chunked, key)
+            while "closed" not in seen[-1]:
+                seen.append(reader.next())
+            wait_until(lambda: reader.proc.poll() is not None, 10, "node to exit")
+        finally:
+            _release(chunked, key)
+            errors = reader.close()
+    assert reader.proc.returncode == 0, errors
+    ids = [int(line["id"]) for line in seen if "id" in line]
+    assert ids == list(range(1, len(ids) + 1)), seen  # every line once, in order, then the end's id
+    ends = [line["end"] for line in seen if "end" in line]
+    assert len(ends) == 1 and ends[0]["status"] == "ok" and ids[-1] == ends[0]["seq"], seen
+    assert seen[-2]["code"] == 204, seen  # after the end, one more reconnection, stopped by the 204
+    cut_at = next(index for index, line in enumerate(seen) if "error" in line)
+    assert seen[cut_at]["state"] == 0, seen  # reconnecting, not closed: the cut was not the end
+    assert seen[cut_at - 1]["data"].endswith(f"first {key}"), seen
