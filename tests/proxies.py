@@ -81,6 +81,7 @@ class Served:
     def __init__(self, args: list[str], port: int, tmp: Path, *, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.port = port
+        self._more: list[Path] = []
         try:
             self.program = Program(args, port, cwd=tmp, env=env)
         except BaseException:
@@ -94,12 +95,17 @@ class Served:
     def output(self) -> str:
         return self.program.output()
 
+    def also_remove(self, directory: Path) -> None:
+        """Remove ``directory`` too when the program stops."""
+        self._more.append(directory)
+
     def stop(self) -> None:
         try:
             self.program.stop()
             self.program.log.unlink(missing_ok=True)
         finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            for directory in (self.tmp, *self._more):
+                shutil.rmtree(directory, ignore_errors=True)
 
     def __enter__(self) -> Served:
         return self
@@ -301,9 +307,25 @@ def apache(example: str, values: Mapping[str, object]) -> Served:
 
 
 def apache_mod_wsgi() -> Served:
-    script = ROOT / "tests" / "apps" / "deploy_site.py"
-    values = {"@SCRIPT@": script, "@SCRIPT_DIR@": script.parent, "@PYTHON_PATH@": ROOT}
-    return apache("apache-mod_wsgi.conf", values)
+    """Apache with ``examples/apache-mod_wsgi.conf`` serving ``tests/apps/deploy_site.py``.
+
+    Its workers run as nobody (under root), who may not be able to read the
+    checkout (a clone under ``/root``): the site and the package are copied
+    into the temporary directory the config points at.
+    """
+    code = temp_dir("apache-code-")
+    try:
+        shutil.copytree(ROOT / "wsgi_logstream", code / "wsgi_logstream", ignore=shutil.ignore_patterns("__pycache__"))
+        script = Path(shutil.copy(ROOT / "tests" / "apps" / "deploy_site.py", code / "deploy_site.py"))
+        for path in code.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        values = {"@SCRIPT@": script, "@SCRIPT_DIR@": code, "@PYTHON_PATH@": code}
+        served = apache("apache-mod_wsgi.conf", values)
+    except BaseException:
+        shutil.rmtree(code, ignore_errors=True)
+        raise
+    served.also_remove(code)
+    return served
 
 
 def apache_proxy(upstream: str) -> Served:
