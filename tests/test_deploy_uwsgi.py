@@ -140,7 +140,6 @@ def test_hosting_says_why_jobs_would_freeze_under_uwsgi_without_threads(bare: Se
         assert client.read_to_end() == b"None\n"
 
 
-@pytest.mark.xfail(strict=True, reason="wired by the lead: jobs' POST checks hosting.threads_disabled_reason")
 def test_without_threads_starting_a_job_answers_503_saying_how_to_fix_it(bare: Served) -> None:
     reply = post(bare.url, f"/jobs/?key={uuid.uuid4().hex}")
     assert reply.status == 503
