@@ -33,8 +33,9 @@ import time
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any, Callable, Sequence
 
+from .assets import ASSET_PREFIX
 from .channel import Entry, Summary
-from .viewer import page_head
+from .viewer import CSP, page_head
 
 __all__ = ["FORMATS", "Format", "HtmlFormat", "NdjsonFormat", "SseFormat", "TextFormat", "visible"]
 
@@ -172,6 +173,8 @@ class Format:
 
     name = ""
     media_type = ""
+    #: Response headers this format needs besides ``Content-Type`` (the HTML page's CSP).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def head(self, title: str, started: float) -> bytes:
         raise NotImplementedError
@@ -299,12 +302,15 @@ class HtmlFormat(Format):
 
     name = "html"
     media_type = "text/html; charset=utf-8"
+    # The page has no inline script or style: a strict policy costs it nothing.
+    headers = (("Content-Security-Policy", CSP),)
 
-    def __init__(self, *, resumable: bool = False) -> None:
+    def __init__(self, *, resumable: bool = False, assets: str = ASSET_PREFIX) -> None:
         self.resumable = resumable  # a job: the page may reconnect over SSE and resume
+        self.assets = assets  # the URL of the mount point's _assets/ as the page writes it (assets.asset_prefix)
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(page_head(title, started, resumable=self.resumable))
+        return _utf8(page_head(title, started, resumable=self.resumable, assets=self.assets))
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = (
