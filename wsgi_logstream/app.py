@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .assets import ASSET_PREFIX, asset_prefix, serve_asset
 from .channel import Channel
+from .formats import HtmlFormat
 from .operation import Operation, target_caller
 from .options import Options
 from .probe import probe_app
@@ -56,6 +58,9 @@ class LogStreamApp:
         return self._running
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(ASSET_PREFIX):  # the page's script and style: never runs the operation
+            return serve_asset(environ, start_response, path[len(ASSET_PREFIX) :])
         try:
             allow(self.methods, environ)
             params = query_params(environ)
@@ -72,7 +77,9 @@ class LogStreamApp:
         except BadRequest as error:
             return error_response(start_response, error)
         fmt = make_format(name, params, ansi=self.options.ansi)
-        headers = [("Content-Type", fmt.media_type), *STREAM_HEADERS]
+        if isinstance(fmt, HtmlFormat):
+            fmt.assets = asset_prefix(environ)
+        headers = [("Content-Type", fmt.media_type), *STREAM_HEADERS, *fmt.headers]
         if environ.get("REQUEST_METHOD") == "HEAD":
             start_response("200 OK", headers)
             return []

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .assets import ASSET_PREFIX, asset_prefix, asset_url, serve_asset
 from .channel import Channel
 from .formats import HtmlFormat, SseFormat, summary_object
 from .operation import Operation, target_caller
@@ -45,6 +46,7 @@ from .request import (
 )
 from .response import StreamResponse
 from .store import JobStore, MemoryStore
+from .viewer import CSP
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -171,6 +173,8 @@ class JobsApp:
     # -- WSGI --------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(ASSET_PREFIX):  # the pages' script and style; runs nothing
+            return serve_asset(environ, start_response, environ["PATH_INFO"][len(ASSET_PREFIX) :])
         try:
             path = environ.get("PATH_INFO", "") or "/"
             if path == "/":
@@ -227,6 +231,7 @@ class JobsApp:
                 ("Cache-Control", "no-cache"),
                 ("Vary", "Accept"),
                 ("X-Content-Type-Options", "nosniff"),
+                *([] if wants_json else [("Content-Security-Policy", CSP)]),
             ],
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
@@ -259,9 +264,7 @@ class JobsApp:
         return (
             f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}: jobs</title>'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
-            "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse;width:100%}td,th{padding:.3em .6em;border-bottom:1px solid #8884;"
-            "text-align:left}.error td,.timeout td{color:#c0262d}.running td:nth-child(2){font-weight:600}</style>"
+            f'<link rel="stylesheet" href="{html.escape(asset_url(environ, "index.css"))}">'
             f"</head><body><h1>{title}</h1>{form}{table}</body></html>"
         )
 
@@ -301,10 +304,10 @@ class JobsApp:
         if name == "sse":
             fmt: Any = SseFormat(detail=params.get("detail") in ("1", "json", "true"), last_id=since)
         elif name == "html":
-            fmt = HtmlFormat(resumable=True)
+            fmt = HtmlFormat(resumable=True, assets=asset_prefix(environ))
         else:
             fmt = make_format(name, params, ansi=self.options.ansi)
-        start_response("200 OK", [("Content-Type", fmt.media_type), *STREAM_HEADERS])
+        start_response("200 OK", [("Content-Type", fmt.media_type), *STREAM_HEADERS, *fmt.headers])
         if environ["REQUEST_METHOD"] == "HEAD":
             return []
         return StreamResponse(
