@@ -72,6 +72,9 @@ CSP = (
 )
 
 
+_RESUMABLE = ' data-resumable="1"'
+
+
 def page_head(title: str, started: float, *, resumable: bool = False, assets: str = ASSET_PREFIX) -> str:
     """Everything up to the opening ``<pre>`` the log lines stream into.
 
@@ -82,7 +85,7 @@ def page_head(title: str, started: float, *, resumable: bool = False, assets: st
     """
     safe = html.escape(title)
     base = html.escape(assets)
-    # Local time with its offset: the same text is the page's and a machine's (JavaScript shows the reader's).
+    # The server's local time with its offset: unambiguous to a reader in another time zone.
     when = datetime.fromtimestamp(started).astimezone().isoformat(" ", "seconds")
     return (
         "<!doctype html>"
@@ -90,7 +93,7 @@ def page_head(title: str, started: float, *, resumable: bool = False, assets: st
         f"<title>{safe}</title>"
         f'<link rel=stylesheet href="{base}{load("viewer.css").hashed_name}">'
         f'<script src="{base}{load("viewer.js").hashed_name}"></script></head>\n'
-        f"<body{' data-resumable=1' if resumable else ''}><header><h1>{safe}</h1><span id=state>running</span>"
+        f"<body{_RESUMABLE if resumable else ''}><header><h1>{safe}</h1><span id=state>running</span>"
         f"<time>{when}</time></header>\n"
-        "<main><div><pre id=log>\n"
+        '<main><div><pre id="log">\n'
     )
