@@ -130,6 +130,7 @@ def test_a_job_page_runs_its_script_and_style_under_the_strict_csp_and_nothing_i
             _assert_enhanced_under_csp(page)
             # What the script does, under the policy: colours as styled spans, the header's bar.
             wait_for(page, "document.getElementById('progress').value === 1")
+            wait_for(page, "document.querySelector('#log .r span') !== null")
             assert page.evaluate("document.querySelector('#log .r span').style.color") == "rgb(192, 38, 45)"
             seen.set()
             wait_for(page, ENDED)

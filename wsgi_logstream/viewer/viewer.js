@@ -1,21 +1,35 @@
 // The log page's enhancement: wsgi_logstream/viewer/__init__.py says what it does and why.
-// Plain ES2017, no build step. It must never put log text into innerHTML.
+// Plain ES2017, no build step, no inline anything (the page's CSP forbids it). Log text only
+// ever reaches the page through textContent, never innerHTML.
 (() => {
   "use strict";
-  const CAP = 5000;             // log lines kept in the page; older ones are removed
-  const KEEP_CHARS = 8e6;       // plain stream: text of removed lines kept for the download
   const ESC = "\u241b";         // the server shows ESC as the visible ␛
   const SGR = /\u241b\[([0-9;]*)m/g;
   const TRACEBACK = "Traceback (most recent call last):";
   const LEVELS = {10: "d", 20: "i", 30: "w", 40: "e", 50: "c"};
   const PALETTE = ["#3b3b3b", "#c0262d", "#177245", "#a15c00", "#2563eb", "#9333ea", "#0e7490", "#9ca3af",
     "#6b7280", "#ef4444", "#22c55e", "#eab308", "#60a5fa", "#c084fc", "#22d3ee", "#e5e7eb"];
+  const OVERSCAN = 30;          // lines rendered beyond each edge of the viewport
+  const MAX_ROWS = 400;         // rows in the page at most, whatever the viewport's size
+  const MAX_PX = 3e7;           // beyond this a browser cannot lay out one element: positions are scaled
+
+  // A job's page (data-resumable on this script) reads the job as NDJSON; a plain stream's page
+  // reads the HTML the server streams, since asking its URL again would run the operation again.
+  const SCRIPT = document.currentScript;
+  const JOB = Boolean(SCRIPT && SCRIPT.dataset.resumable === "1");
 
   document.documentElement.classList.add("js");  // the CSS switches to the scripted layout at once
 
-  // This runs in <head>: wait for <pre id="log"> to be parsed, then watch it.
-  if (document.getElementById("log")) enhance(document.getElementById("log"));
+  if (JOB) {
+    // The document's own copy of the log would have the browser's parser build an element per
+    // line (seconds of main thread for a long history): this script stands just before it, so
+    // stop the document here and build the log from the NDJSON stream of the same job, which
+    // also resumes by seq after a cut.
+    window.stop();
+    enhance(null);
+  } else if (document.getElementById("log")) enhance(document.getElementById("log"));
   else {
+    // Wait for <pre id="log"> to be parsed, then watch it.
     const waiting = new MutationObserver(() => {
       const log = document.getElementById("log");
       if (log) { waiting.disconnect(); enhance(log); }
@@ -33,15 +47,30 @@
     });
   }
 
-  function enhance(log) {
-    const main = log.closest("main");
+  function enhance(feed) {
+    const box = feed ? feed.parentNode : SCRIPT.parentNode;
+    const main = box.closest("main");
     const state = document.getElementById("state");
-    const resumable = document.body.dataset.resumable === "1";
+    const resumable = JOB;
     const title = document.title;
-    const raw = new WeakMap();  // record whose text we replaced with rendered nodes -> the text as sent
-    const earlier = [];         // plain stream: [text, lines] removed by the cap, for the download
-    let earlierSize = 0, forgotten = 0, shown = 0, hidden = 0, lastSeq = 0;
-    let following = true, needle = "", source = null, done = false;
+
+    // A plain stream's parser goes on appending the server's lines to its <pre>: that becomes a
+    // hidden feed, emptied as it fills. What the reader sees is #log, a window onto the whole log
+    // that holds only the rows near the viewport. With JavaScript off the <pre> is the page.
+    const view = make("div", {id: "log"});
+    if (feed) {
+      feed.id = "feed";
+      feed.before(view);
+    } else box.append(view);
+
+    // -- the log, as data ------------------------------------------------------------------
+    // One entry per record, drop note or progress report, in order; "kinds" is the element's class.
+    const texts = [], kinds = [], seqs = [];
+    const open = new Set();                       // entries whose traceback the reader unfolded
+    let rows = new Int32Array(4096), nrows = 0;   // the entries shown (the filter applied), in order
+    let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
+    let lastSeq = 0, tailNode = null, tailIndex = -1;
+    let following = true, needle = "", done = false;
 
     // The controls exist only with JavaScript: without it there would be nothing to click.
     const bar = make("progress", {id: "progress", hidden: true});
@@ -55,114 +84,234 @@
     tools.append(bar, barText, filter, follow, downloadLink(make("a", {id: "download", textContent: "download"})));
     state.after(banner);
     state.parentNode.append(tools);
-    const note = make("p", {id: "capnote", hidden: true});
-    const noteText = document.createTextNode("");
-    note.append(noteText, downloadLink(make("a", {textContent: "download the full log"})));
-    log.before(note);
 
     // -- following the log as it grows -------------------------------------------------
-    // At most one scroll per frame: each scroll makes the browser lay the page out.
-    let lastTop = 0, frame = 0;
+    let lastTop = 0, frame = 0, lineHeight = 0;
     setFollowing(true);
-    follow.addEventListener("click", () => { setFollowing(!following); if (following) toBottom(); });
+    follow.addEventListener("click", () => { setFollowing(!following); if (following) paint(); });
     main.addEventListener("scroll", () => {
       const top = main.scrollTop;
       if (atBottom()) setFollowing(true);
       else if (top < lastTop - 2) setFollowing(false);  // the reader scrolled up
       lastTop = top;
+      paint();
     }, {passive: true});
     // The wheel says "up" before the scroll lands: pause first, so a fast log cannot pull the view back.
     main.addEventListener("wheel", (event) => { if (event.deltaY < 0) setFollowing(false); }, {passive: true});
-    window.addEventListener("resize", () => { if (following) toBottom(); });
+    window.addEventListener("resize", paint);
     filter.addEventListener("input", () => {
       needle = filter.value.trim().toLowerCase();
-      for (const node of Array.from(log.children)) if (isRecord(node)) match(node);
-      if (following) toBottom();
+      rebuild();
     });
+    view.addEventListener("toggle", (event) => {
+      const row = event.target.closest("#log > *");
+      if (!row) return;
+      const i = Number(row.dataset.entry);
+      if (event.target.open) open.add(i); else open.delete(i);
+      rebuild();
+    }, true);
 
     // -- start: what is already parsed, then whatever comes -----------------------------
-    const observer = new MutationObserver(changes);
-    observer.observe(log, {childList: true, subtree: true, characterData: true});
-    new MutationObserver(checkEnd).observe(log.parentNode, {childList: true});
-    changes([{target: log, addedNodes: Array.from(log.childNodes)}]);
-    checkEnd();
-    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", loaded);
-    else loaded();
+    new MutationObserver(checkEnd).observe(box, {childList: true});
+    const observer = new MutationObserver(() => harvest(false));
+    if (feed) {
+      observer.observe(feed, {childList: true, subtree: true, characterData: true});
+      harvest(false);
+      checkEnd();
+      if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", loaded);
+      else loaded();
+    } else read();
 
     function setFollowing(on) {
       following = on;
-      // Following, the view is put at the bottom by us; paused, the browser keeps the lines
-      // the reader is looking at in place while older ones are removed above them.
-      main.style.overflowAnchor = on ? "none" : "auto";
       follow.textContent = on ? "\u25cf following" : "\u275a\u275a paused";
       follow.setAttribute("aria-pressed", String(on));
     }
     function atBottom() { return main.scrollHeight - main.scrollTop - main.clientHeight < 4; }
-    function toBottom() {
-      if (frame) return;
-      frame = requestAnimationFrame(() => {
-        frame = 0;
-        if (!following) return;
+
+    // -- taking what the parser adds -----------------------------------------------------
+    // Every element of the feed but the last is complete: take it into the data and remove it.
+    // The last may still be growing (the network splits a record anywhere): it is shown as it
+    // is and taken again, whole, once the parser has moved past it.
+    function harvest(final) {
+      if (!feed) return;
+      let node = feed.firstChild, latest = null, added = false;
+      while (node) {
+        const next = node.nextSibling;
+        const complete = next !== null || final;
+        if (node.nodeType !== 1) {
+          // Keep-alive comments and the newline after each would only be blank lines.
+          if (complete || node.nodeType === 8 || !node.data.trim()) node.remove();
+        } else if (node.classList.contains("pg")) {
+          latest = node;
+          if (complete) {
+            add("pg", Number(node.dataset.seq) || 0, node.textContent.trim());
+            node.remove();
+          }
+        } else {
+          const text = node.textContent;
+          if (node === tailNode) update(tailIndex, text);
+          else tailIndex = add(node.className, Number(node.dataset.seq) || 0, text);
+          tailNode = complete ? null : node;
+          if (complete) node.remove();
+          added = true;
+        }
+        node = next;
+      }
+      observer.takeRecords();  // our own removals: nothing to do for them
+      if (latest) {
+        const p = latest.querySelector("progress");
+        const known = p && p.hasAttribute("value");
+        showProgress(known ? p.value : null, known ? p.max : null, latest.textContent.trim());
+      }
+      if (added) paint();
+    }
+
+    function add(kind, seq, text) {
+      const i = texts.length;
+      texts.push(text);
+      kinds.push(kind);
+      seqs.push(seq);
+      if (seq > lastSeq) lastSeq = seq;
+      if (kind !== "pg" && matches(i)) push(i);
+      return i;
+    }
+
+    // The entry still growing is the last one: only its own row changes.
+    function update(i, text) {
+      if (texts[i] === text) return;
+      texts[i] = text;
+      const shown = nrows > 0 && rows[nrows - 1] === i;
+      if (shown) nrows -= 1;
+      if (matches(i)) push(i);
+      forget(i);
+    }
+
+    function matches(i) { return needle === "" || texts[i].toLowerCase().includes(needle); }
+
+    function push(i) {
+      if (nrows + 1 >= tops.length) {
+        const more = new Float64Array(tops.length * 2);
+        more.set(tops);
+        tops = more;
+        const wider = new Int32Array(rows.length * 2);
+        wider.set(rows);
+        rows = wider;
+      }
+      rows[nrows] = i;
+      tops[nrows + 1] = tops[nrows] + height(i);
+      nrows += 1;
+    }
+
+    function rebuild() {
+      nrows = 0;
+      for (let i = 0; i < texts.length; i++) if (kinds[i] !== "pg" && matches(i)) push(i);
+      clear();
+      paint();
+    }
+
+    // Lines an entry takes: one per line break but a final one; a folded traceback takes one.
+    function height(i) {
+      const text = texts[i];
+      if (folds(text) && !open.has(i)) return 1;
+      let n = 1;
+      for (let at = text.indexOf("\n"); at >= 0 && at < text.length - 1; at = text.indexOf("\n", at + 1)) n += 1;
+      return n;
+    }
+
+    // -- the window onto the log ---------------------------------------------------------
+    // Rows [first, first + els.length) are in the page, each placed absolutely at its line.
+    let first = 0, els = [];
+
+    function paint() {
+      if (!frame) frame = requestAnimationFrame(draw);
+    }
+
+    function clear() {
+      for (const el of els) el.remove();
+      els = [];
+      first = 0;
+    }
+
+    // An entry's text changed: its row, if it is in the page, is drawn again.
+    function forget(i) {
+      for (let k = els.length - 1; k >= 0; k--) {
+        if (Number(els[k].dataset.entry) !== i) continue;
+        const fresh = draft(i);
+        els[k].replaceWith(fresh);
+        els[k] = fresh;
+        return;
+      }
+    }
+
+    function draw() {
+      frame = 0;
+      if (!lineHeight) lineHeight = measure();
+      const total = tops[nrows] * lineHeight;
+      const scale = total > MAX_PX ? total / MAX_PX : 1;   // px of the log per px of the scroller
+      view.style.height = `${total / scale}px`;
+      if (following) main.scrollTop = main.scrollHeight;
+      lastTop = main.scrollTop;
+      const top = (main.scrollTop - view.offsetTop) * scale;
+      const from = Math.max(0, top / lineHeight - OVERSCAN);
+      const to = (top + main.clientHeight) / lineHeight + OVERSCAN;
+      let a = rowAt(from), b = a;
+      while (b < nrows && tops[b] < to && b - a < MAX_ROWS) b += 1;
+      // Keep the rows still in range, remove the others, add the new ones at either end.
+      if (b <= first || a >= first + els.length) clear();
+      while (els.length && first < a) { els.shift().remove(); first += 1; }
+      while (els.length && first + els.length > b) els.pop().remove();
+      if (!els.length) first = a;
+      const before = [];
+      for (let k = a; k < first; k++) before.push(draft(rows[k]));
+      const after = [];
+      for (let k = first + els.length; k < b; k++) after.push(draft(rows[k]));
+      view.prepend(...before);
+      view.append(...after);
+      els = before.concat(els, after);
+      first = a;
+      // Where each row sits: near the viewport, lines keep their height; the scale applies to the whole.
+      const origin = a < nrows ? tops[a] : 0;
+      const base = (origin * lineHeight) / scale;
+      for (let k = 0; k < els.length; k++) {
+        const line = tops[a + k];
+        els[k].style.top = `${base + (line - origin) * lineHeight}px`;
+        els[k].style.height = `${(tops[a + k + 1] - line) * lineHeight}px`;
+      }
+      if (following) {
         main.scrollTop = main.scrollHeight;
         lastTop = main.scrollTop;
-      });
+      }
     }
 
-    // -- what the parser (or the resumed stream) adds --------------------------------------
-    // Elements are counted as they come, the cap applied, and only then are the
-    // survivors rendered: in a burst of thousands of lines most never need to be.
-    function changes(records) {
-      const dirty = new Set();
-      for (const change of records) {
-        if (change.target === log) change.addedNodes.forEach((node) => { if (added(node)) dirty.add(node); });
-        else {
-          // More text arrived inside an element the parser had not finished.
-          let node = change.target;
-          while (node && node.parentNode !== log) node = node.parentNode;
-          if (node && node.nodeType === 1) dirty.add(node);
-        }
+    // The row holding line `line`: the last k with tops[k] <= line.
+    function rowAt(line) {
+      let lo = 0, hi = nrows;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (tops[mid + 1] <= line) lo = mid + 1; else hi = mid;
       }
-      trim();
-      let latest = null;
-      for (const node of dirty) {
-        if (node.classList.contains("pg")) latest = node;  // even if the cap removed it
-        else if (isRecord(node) && node.parentNode === log) settle(node);
-      }
-      if (latest) showProgress(latest);
-      if (following) toBottom();
-      observer.takeRecords();  // our own changes: nothing more to do for them
+      return lo;
     }
 
-    function isRecord(node) { return node.nodeType === 1 && node.classList.contains("r"); }
-
-    function added(node) {
-      if (node.nodeType !== 1) {
-        // Keep-alive comments and the newline after each would only show as blank lines.
-        if (node.nodeType === 8 || (node.nodeType === 3 && !node.data.trim())) node.remove();
-        return false;
-      }
-      lastSeq = Math.max(lastSeq, Number(node.getAttribute("data-seq")) || 0);
-      if (isRecord(node)) shown += 1;
-      return true;
+    function measure() {
+      const probe = make("div", {className: "r i", textContent: "x"});
+      view.append(probe);
+      const px = probe.getBoundingClientRect().height || 18;
+      probe.remove();
+      return px;
     }
 
-    // Render a record from its text. Our rendered children are all elements, so any
-    // text node in a record is text the parser appended since: render again with it.
-    function settle(record) {
-      let text = raw.get(record) || "";
-      let fresh = false;
-      for (let child = record.firstChild; child; child = child.nextSibling) {
-        if (child.nodeType === 3) { text += child.data; fresh = true; }
-      }
-      if (fresh && (raw.has(record) || text.includes(ESC + "[") || folds(text))) {
-        raw.set(record, text);
-        record.textContent = "";
-        record.append(render(text));
-      }
-      if (needle) match(record);
+    function draft(i) {
+      const text = texts[i];
+      const el = make("div", {className: kinds[i]});
+      el.dataset.entry = String(i);
+      if (seqs[i]) el.dataset.seq = String(seqs[i]);
+      if (kinds[i] === "drop") el.textContent = text;
+      else if (text.includes(ESC + "[") || folds(text)) el.append(render(text, open.has(i)));
+      else el.textContent = text;
+      return el;
     }
-
-    function textOf(record) { return raw.has(record) ? raw.get(record) : record.textContent; }
 
     // A record of several lines with a traceback in it (a line break before its last character).
     function folds(text) {
@@ -170,16 +319,16 @@
       return cut >= 0 && cut < text.length - 1 && text.includes(TRACEBACK);
     }
 
-    function render(text) {
+    function render(text, unfolded) {
       if (!folds(text)) return colour(text);
       const cut = text.indexOf("\n");
-      let first = text.slice(0, cut);
+      let head = text.slice(0, cut);
       const rest = text.slice(cut + 1);
       // A bare traceback's first line says nothing: name the exception, its last line.
-      if (first.startsWith("Traceback")) first += " \u2026 " + rest.replace(/\s+$/, "").split("\n").pop();
-      const details = make("details");
+      if (head.startsWith("Traceback")) head += " \u2026 " + rest.replace(/\s+$/, "").split("\n").pop();
+      const details = make("details", {open: unfolded});
       const summary = make("summary");
-      summary.append(colour(first));
+      summary.append(colour(head));
       details.append(summary, colour(rest));
       return details;
     }
@@ -200,7 +349,7 @@
     function piece(out, text, style) {
       if (!text) return;
       const span = make("span", {textContent: text});  // text, never markup
-      Object.assign(span.style, style);
+      Object.assign(span.style, style);                 // the CSSOM, which the CSP allows
       out.append(span);
     }
 
@@ -239,52 +388,11 @@
       return `rgb(${[Math.floor(n / 36), Math.floor(n / 6) % 6, n % 6].map((v) => (v ? 55 + 40 * v : 0)).join(",")})`;
     }
 
-    function match(record) {
-      record.classList.toggle("x", needle !== "" && !record.textContent.toLowerCase().includes(needle));
-    }
-
-    function showProgress(label) {
-      const p = label.querySelector("progress");
-      const known = p && p.hasAttribute("value");
-      if (known) { bar.max = p.max; bar.value = p.value; } else bar.removeAttribute("value");
+    function showProgress(value, max, text) {
+      if (value !== null) { bar.max = max; bar.value = value; } else bar.removeAttribute("value");
       bar.hidden = false;
-      barText.textContent = label.textContent.trim();
-      if (!done) document.title = (known ? Math.round((100 * p.value) / p.max) + "% \u00b7 " : "") + title;
-    }
-
-    // -- the cap on lines in the page ------------------------------------------------------
-    function trim() {
-      if (shown <= CAP) return;
-      // Find the first node to keep, then remove everything before it in one go.
-      let excess = shown - CAP, keep = log.firstChild, text = "";
-      while (excess > 0) {
-        if (isRecord(keep)) excess -= 1;
-        if (!resumable) text += asText(keep);
-        keep = keep.nextSibling;
-      }
-      const range = document.createRange();
-      range.setStart(log, 0);
-      range.setEndBefore(keep);
-      range.deleteContents();
-      hidden += shown - CAP;
-      if (!resumable) {
-        earlier.push([text, shown - CAP]);
-        earlierSize += text.length;
-        while (earlierSize > KEEP_CHARS && earlier.length > 1) {
-          const oldest = earlier.shift();
-          earlierSize -= oldest[0].length;
-          forgotten += oldest[1];
-        }
-      }
-      shown = CAP;
-      noteText.data = `${hidden} earlier line${hidden === 1 ? "" : "s"} hidden; `;
-      note.hidden = false;
-    }
-
-    function asText(node) {
-      if (node.nodeType !== 1) return "";
-      if (node.classList.contains("pg")) return `-- progress ${node.textContent.trim()} --\n`;
-      return isRecord(node) ? textOf(node) : node.textContent;
+      barText.textContent = text;
+      if (!done) document.title = (value !== null ? Math.round((100 * value) / max) + "% \u00b7 " : "") + title;
     }
 
     // -- download --------------------------------------------------------------------------
@@ -293,7 +401,7 @@
       if (resumable) {
         a.href = location.pathname + "?format=text";  // a job replays its history: nothing runs again
       } else {
-        // A plain stream's URL would run the operation again: save what the page holds.
+        // A plain stream's URL would run the operation again: save what the page received.
         a.href = "#";
         a.addEventListener("click", () => {
           if (a.href.startsWith("blob:")) URL.revokeObjectURL(a.href);
@@ -304,11 +412,12 @@
     }
 
     function pageText() {
-      let text = forgotten ? `-- ${forgotten} earlier lines were not kept --\n` : "";
-      text += earlier.map((chunk) => chunk[0]).join("");
-      for (const node of Array.from(log.childNodes)) text += asText(node);
+      harvest(false);
+      const parts = [];
+      for (let i = 0; i < texts.length; i++) parts.push(kinds[i] === "pg" ? `-- progress ${texts[i]} --\n` : texts[i]);
       const end = document.getElementById("end");
-      return end ? text + end.textContent + "\n" : text;
+      if (end) parts.push(end.textContent + "\n");
+      return parts.join("");
     }
 
     // -- the end, or the lack of it --------------------------------------------------------
@@ -316,13 +425,15 @@
       const end = document.getElementById("end");
       if (!end || done) return;
       done = true;
-      if (source) source.close();
+      harvest(true);
       const status = end.dataset.status || "";
       banner.textContent = end.textContent;
       banner.className = status;
       banner.hidden = false;
       document.title = (status === "ok" ? "\u2714 " : "\u2716 ") + title;
-      if (following) toBottom();
+      // Drawn now, not on the next frame: when the banner says it ended, the last lines are there.
+      if (frame) cancelAnimationFrame(frame);
+      draw();
     }
 
     function lost(message) {
@@ -333,73 +444,97 @@
     }
 
     function loaded() {
-      changes(observer.takeRecords());
-      if (document.getElementById("end")) return;
-      if (resumable) resume();
-      else lost("the stream was cut before the end: this log is incomplete");
+      harvest(true);
+      if (!document.getElementById("end")) lost("the stream was cut before the end: this log is incomplete");
     }
 
-    // A job's HTML stream was cut: carry on over SSE from the last line we have.
-    function resume() {
-      const last = log.lastElementChild;
-      if (last && isRecord(last) && !last.dataset.seq) {
-        last.remove();  // the summary's traceback, cut off: the end event brings it again
-        shown -= 1;
-      } else if (last && isRecord(last) && !textOf(last).endsWith("\n")) {
-        lastSeq = Number(last.dataset.seq) - 1;  // a line cut in the middle: ask for it again, whole
-        last.remove();
-        shown -= 1;
+    // -- a job: its NDJSON stream, resumed by seq until the end ------------------------------
+    async function read() {
+      let attempt = 0;
+      while (!done) {
+        let failure = "";
+        try {
+          const response = await fetch(`${location.pathname}?format=ndjson&since=${lastSeq}`,
+            {headers: {Accept: "application/x-ndjson"}, cache: "no-store"});
+          if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
+            lost(`the server answered ${response.status}: ${(await response.text()).trim()}`);
+            return;
+          }
+          if (!response.ok) throw new Error(`the server answered ${response.status}`);
+          state.textContent = "running";
+          if (banner.className === "lost") banner.hidden = true;
+          const reader = response.body.getReader();
+          const decoder = new TextDecoder();
+          let rest = "", budget = performance.now() + 25;
+          for (;;) {
+            const chunk = await reader.read();
+            if (chunk.done) break;
+            const text = rest + decoder.decode(chunk.value, {stream: true});
+            let at = 0;
+            for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", at)) {
+              take(JSON.parse(text.slice(at, nl)));
+              at = nl + 1;
+              attempt = 0;
+              // Long histories arrive in big chunks: let the page breathe every 25 ms.
+              if (performance.now() > budget) { await breathe(); budget = performance.now() + 25; }
+            }
+            rest = text.slice(at);  // a line the network has not finished: it comes whole, or again
+            paint();
+          }
+          if (!done) failure = "the stream ended before the log did";
+        } catch (error) {
+          failure = "lost the connection to the server";
+        }
+        if (done) return;
+        // Back off: 0.5 s, 1, 2, 4 ... at most 30 s between attempts, and say so on the page.
+        attempt += 1;
+        const wait = Math.min(30, 0.5 * 2 ** (attempt - 1));
+        state.textContent = "reconnecting\u2026";
+        banner.textContent = `${failure}: trying again in ${wait < 1 ? wait : Math.round(wait)} s (attempt ${attempt})`;
+        banner.className = "lost";
+        banner.hidden = false;
+        await new Promise((ok) => setTimeout(ok, wait * 1000));
       }
-      state.textContent = "reconnecting\u2026";
-      source = new EventSource(`${location.pathname}?format=sse&detail=1&since=${lastSeq}`);
-      source.onopen = () => { state.textContent = "running"; };
-      // EventSource reconnects by itself; whatever a reconnect sends again is skipped by seq.
-      source.onmessage = (event) => {
-        const entry = JSON.parse(event.data);
-        if (entry.seq <= lastSeq) return;
+    }
+
+    function breathe() {
+      // A macrotask, and not a throttled timer: a background tab keeps reading at full speed.
+      return new Promise((ok) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => { channel.port1.close(); ok(); };
+        channel.port2.postMessage(0);
+      });
+    }
+
+    function take(entry) {
+      if (entry.event === "start") {
+        const when = document.querySelector("header time");
+        if (when && !when.textContent) when.textContent = new Date(entry.time * 1000).toLocaleString();
+      } else if (entry.event === "log") {
+        if (entry.seq <= lastSeq) return;  // a reconnect may send again what we have: skip it by seq
         const n = entry.levelno;
         const level = LEVELS[n] || (n < 20 ? "d" : n < 30 ? "i" : n < 40 ? "w" : "e");
-        const span = make("span", {className: "r " + level, textContent: visible(entry.line) + "\n"});
-        span.dataset.seq = entry.seq;
-        log.append(span);
-        lastSeq = entry.seq;
-      };
-      source.addEventListener("progress", (event) => {
-        const entry = JSON.parse(event.data);
+        add("r " + level, entry.seq, visible(entry.line) + "\n");
+      } else if (entry.event === "progress") {
         if (entry.seq <= lastSeq) return;
-        const label = make("label", {className: "pg"});
-        label.dataset.seq = entry.seq;
-        const p = make("progress");
         let text = String(entry.done);
-        if (entry.total) {
-          p.max = entry.total;
-          p.value = entry.done;
-          text += `/${entry.total} (${Math.round((100 * entry.done) / entry.total)}%)`;
-        }
-        label.append(p, " " + text + (entry.message ? " " + visible(entry.message) : ""));
-        log.append(label);
-        lastSeq = entry.seq;
-      });
-      source.addEventListener("dropped", (event) => {
-        const count = JSON.parse(event.data).count;
-        log.append(make("span", {className: "drop", textContent: `-- ${count} lines dropped: this page fell behind --\n`}));
-      });
-      source.addEventListener("end", (event) => {
-        source.close();
-        const summary = JSON.parse(event.data);
-        if (summary.traceback) log.append(make("span", {className: "r e tb", textContent: visible(summary.traceback)}));
-        const error = summary.error ? ": " + visible(summary.error) : "";
-        const lines = summary.records === 1 ? "1 line" : `${summary.records} lines`;
-        const end = make("p", {id: "end", className: "end " + summary.status,
-          textContent: `${summary.status === "ok" ? "\u2714" : "\u2716"} ${summary.status}${error} ` +
-            `(after ${Number(summary.elapsed).toFixed(2)}s: ${lines}, ${summary.dropped} dropped)`});
-        end.dataset.status = summary.status;
-        log.parentNode.append(end);
-      });
-      source.onerror = () => {
-        if (source.readyState === EventSource.CLOSED && !done) lost("lost the connection to the server: this log is incomplete");
-        else if (!done) state.textContent = "reconnecting\u2026";
-      };
+        if (entry.total) text += `/${entry.total} (${Math.round((100 * entry.done) / entry.total)}%)`;
+        if (entry.message) text += " " + visible(entry.message);
+        add("pg", entry.seq, text);
+        showProgress(entry.total ? entry.done : null, entry.total, text);
+      } else if (entry.event === "dropped") {
+        add("drop", 0, `-- ${entry.count} lines dropped: this page fell behind --\n`);
+      } else if (entry.event === "end") {
+        if (entry.traceback) add("r e tb", 0, visible(entry.traceback));
+        const error = entry.error ? ": " + visible(entry.error) : "";
+        const lines = entry.records === 1 ? "1 line" : `${entry.records} lines`;
+        const end = make("p", {id: "end", className: "end " + entry.status,
+          textContent: `${entry.status === "ok" ? "\u2714" : "\u2716"} ${entry.status}${error} ` +
+            `(after ${Number(entry.elapsed).toFixed(2)}s: ${lines}, ${entry.dropped} dropped)`});
+        end.dataset.status = entry.status;
+        box.append(end);
+        checkEnd();
+      }
     }
   }
 })();
