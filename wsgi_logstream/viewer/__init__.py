@@ -26,7 +26,12 @@ freeze the tab nor fill the DOM. It adds:
   in the page from every line it received, since asking the URL again would
   run it again;
 * a status banner in the header when the summary arrives, or, if the
-  document ends without one, a banner saying the log is incomplete.
+  document ends without one, a banner saying the log is incomplete;
+* links to lines: each line's sequence number is in its gutter (a click links
+  to it, a shift-click makes a range), and ``#L<seq>`` or ``#L<from>-L<to>``
+  in the URL scrolls there and highlights it, once the line is in the page (a
+  running job's page waits for it, then stops following). Without JavaScript
+  such a link opens the page as any other.
 
 Where the lines come from depends on the page. A plain stream's page has only
 its own document: the script watches ``<pre id="log">`` with a

@@ -71,6 +71,8 @@
     let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
     let lastSeq = 0, tailNode = null, tailIndex = -1;
     let following = true, needle = "", done = false;
+    let target = null;  // the lines the URL's #L<seq> or #L<from>-L<to> names: scrolled to once they are here
+    aim();
 
     // The controls exist only with JavaScript: without it there would be nothing to click.
     const bar = make("progress", {id: "progress", hidden: true});
@@ -107,9 +109,28 @@
       const row = event.target.closest("#log > *");
       if (!row) return;
       const i = Number(row.dataset.entry);
+      if (event.target.open === open.has(i)) return;  // drawn open, as it already was
       if (event.target.open) open.add(i); else open.delete(i);
-      rebuild();
+      // Only this row's height changed: every row after it moves by the difference.
+      const k = rowOf(i);
+      if (k < 0) return;
+      const delta = height(i) - (tops[k + 1] - tops[k]);
+      for (let j = k + 1; j <= nrows; j++) tops[j] += delta;
+      paint();
     }, true);
+    // A click on a line's number links to it (shift: a range from the line linked before).
+    view.addEventListener("click", (event) => {
+      const row = event.target.closest("#log > [data-seq]");
+      if (!row || event.clientX - row.getBoundingClientRect().left > parseFloat(getComputedStyle(row).paddingLeft)) return;
+      const seq = Number(row.dataset.seq);
+      const from = event.shiftKey && target ? Math.min(target.from, seq) : seq;
+      const to = event.shiftKey && target ? Math.max(target.to, seq) : seq;
+      target = {from, to, pending: false};  // already in view: highlight, do not jump
+      history.replaceState(null, "", from === to ? `#L${from}` : `#L${from}-L${to}`);
+      clear();
+      paint();
+    });
+    window.addEventListener("hashchange", () => { aim(); clear(); paint(); });
 
     // -- start: what is already parsed, then whatever comes -----------------------------
     new MutationObserver(checkEnd).observe(box, {childList: true});
@@ -187,6 +208,27 @@
       forget(i);
     }
 
+    function aim() {
+      const m = /^#L(\d+)(?:-L?(\d+))?$/.exec(location.hash);
+      if (!m) { target = null; return; }
+      const a = Number(m[1]), b = Number(m[2] || m[1]);
+      target = {from: Math.min(a, b), to: Math.max(a, b), pending: true};
+    }
+
+    // The display row of entry i (-1: not shown), and the first row whose seq is at least seq.
+    function rowOf(i) {
+      let lo = 0, hi = nrows;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (rows[mid] < i) lo = mid + 1; else hi = mid; }
+      return lo < nrows && rows[lo] === i ? lo : -1;
+    }
+
+    function rowOfSeq(seq) {
+      const seqAt = (k) => { while (k >= 0 && !seqs[rows[k]]) k -= 1; return k < 0 ? 0 : seqs[rows[k]]; };
+      let lo = 0, hi = nrows;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (seqAt(mid) < seq) lo = mid + 1; else hi = mid; }
+      return lo < nrows ? lo : -1;
+    }
+
     function matches(i) { return needle === "" || texts[i].toLowerCase().includes(needle); }
 
     function push(i) {
@@ -250,6 +292,15 @@
       const total = tops[nrows] * lineHeight;
       const scale = total > MAX_PX ? total / MAX_PX : 1;   // px of the log per px of the scroller
       view.style.height = `${total / scale}px`;
+      if (target && target.pending && (lastSeq >= target.from || done)) {
+        // The linked line is here: put it a third of the way down, and stop following.
+        target.pending = false;
+        const k = rowOfSeq(target.from);
+        if (k >= 0) {
+          setFollowing(false);
+          main.scrollTop = view.offsetTop + (tops[k] * lineHeight) / scale - main.clientHeight / 3;
+        }
+      }
       if (following) main.scrollTop = main.scrollHeight;
       lastTop = main.scrollTop;
       const top = (main.scrollTop - view.offsetTop) * scale;
@@ -307,6 +358,7 @@
       const el = make("div", {className: kinds[i]});
       el.dataset.entry = String(i);
       if (seqs[i]) el.dataset.seq = String(seqs[i]);
+      if (target && seqs[i] >= target.from && seqs[i] <= target.to) el.classList.add("hl");
       if (kinds[i] === "drop") el.textContent = text;
       else if (text.includes(ESC + "[") || folds(text)) el.append(render(text, open.has(i)));
       else el.textContent = text;
