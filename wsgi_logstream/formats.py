@@ -84,6 +84,32 @@ def _finite(number: float | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted by _iso: records come in runs
+
+
+def _iso(epoch: float) -> str | None:
+    """``epoch`` as ISO 8601 in UTC with microseconds, ``2026-11-30T21:54:31.123456+00:00`` (None if no such time).
+
+    With its offset, so a reader in any time zone (the page, a script) knows
+    which instant it is without knowing the server's zone.
+    """
+    global _second
+    if not math.isfinite(epoch):
+        return None
+    whole = math.floor(epoch)
+    micro = round((epoch - whole) * 1e6)
+    if micro == 1_000_000:
+        whole, micro = whole + 1, 0
+    cached = _second
+    if cached[0] != whole:
+        try:
+            cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        except (OverflowError, OSError, ValueError):
+            return None
+        _second = cached
+    return f"{cached[1]}.{micro:06d}+00:00"
+
+
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
@@ -128,6 +154,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
             "event": "progress",
             "seq": entry.seq,
             "time": entry.created,
+            "ts": _iso(entry.created),
             "done": _finite(entry.done),
             "total": _finite(entry.total),
             "message": _clean(entry.message) if entry.message else None,
@@ -136,6 +163,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
         "event": "log",
         "seq": entry.seq,
         "time": entry.created,
+        "ts": _iso(entry.created),
         "level": _clean(entry.levelname),
         "levelno": entry.levelno,
         "logger": _clean(entry.name),
@@ -157,8 +185,11 @@ def record_json(entry: Entry) -> str:
     """
     if entry.kind != "log":
         return _json(record_object(entry))
+    iso = _iso(entry.created)
+    ts = "null" if iso is None else '"' + iso + '"'  # digits and punctuation: nothing to escape
     return (
-        f'{{"event":"log","seq":{entry.seq},"time":{entry.created!r},"level":{_quote(entry.levelname)},'
+        f'{{"event":"log","seq":{entry.seq},"time":{entry.created!r},"ts":{ts},'
+        f'"level":{_quote(entry.levelname)},'
         f'"levelno":{entry.levelno},"logger":{_quote(entry.name)},"message":{_quote(entry.message)},'
         f'"line":{_quote(entry.line)}}}'
     )

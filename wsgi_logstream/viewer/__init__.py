@@ -31,7 +31,11 @@ freeze the tab nor fill the DOM. It adds:
   to it, a shift-click makes a range), and ``#L<seq>`` or ``#L<from>-L<to>``
   in the URL scrolls there and highlights it, once the line is in the page (a
   running job's page waits for it, then stops following). Without JavaScript
-  such a link opens the page as any other.
+  such a link opens the page as any other;
+* times in the reader's time zone, or in UTC at a click on the header's
+  switch (the choice kept in ``localStorage``): the start time in the header,
+  and each line's time in its gutter on a job's page (the NDJSON records
+  carry it; a plain stream's HTML does not, so its lines show none).
 
 Where the lines come from depends on the page. A plain stream's page has only
 its own document: the script watches ``<pre id="log">`` with a

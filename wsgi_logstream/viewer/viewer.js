@@ -65,7 +65,7 @@
 
     // -- the log, as data ------------------------------------------------------------------
     // One entry per record, drop note or progress report, in order; "kinds" is the element's class.
-    const texts = [], kinds = [], seqs = [];
+    const texts = [], kinds = [], seqs = [], times = [];  // times: epoch seconds (NaN: not known)
     const open = new Set();                       // entries whose traceback the reader unfolded
     let rows = new Int32Array(4096), nrows = 0;   // the entries shown (the filter applied), in order
     let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
@@ -80,12 +80,52 @@
     const filter = make("input", {id: "filter", type: "search", placeholder: "filter lines",
       title: "show only the lines containing this text"});
     const follow = make("button", {id: "follow", type: "button", title: "follow new lines, or pause"});
+    const zone = make("button", {id: "tz", type: "button"});
     const banner = make("span", {id: "banner", hidden: true});
     banner.setAttribute("role", "status");
     const tools = make("span", {id: "tools"});
-    tools.append(bar, barText, filter, follow, downloadLink(make("a", {id: "download", textContent: "download"})));
+    tools.append(bar, barText, filter, follow, zone, downloadLink(make("a", {id: "download", textContent: "download"})));
     state.after(banner);
     state.parentNode.append(tools);
+
+    // -- times: the reader's own time zone, or UTC ---------------------------------------
+    let utc = false;
+    try { utc = localStorage.getItem("wsgi-logstream:utc") === "1"; } catch (error) { /* storage refused: local */ }
+    const started = document.querySelector("header time");
+    const startedAt = started ? Date.parse(started.textContent.trim().replace(" ", "T")) : NaN;
+    showZone();
+    zone.addEventListener("click", () => {
+      utc = !utc;
+      try { localStorage.setItem("wsgi-logstream:utc", utc ? "1" : "0"); } catch (error) { /* this page only */ }
+      showZone();
+      clear();
+      paint();
+    });
+
+    function showZone() {
+      zone.textContent = utc ? "UTC" : "local time";
+      zone.title = utc ? "times in UTC: show them in your time zone" : "times in your time zone: show them in UTC";
+      if (started && Number.isFinite(startedAt)) {
+        started.dateTime = new Date(startedAt).toISOString();
+        started.textContent = `${day(startedAt)} ${clock(startedAt).slice(0, 8)} ${offset(startedAt)}`;
+      }
+    }
+    function part(ms, local, utcName) { return new Date(ms)[utc ? utcName : local](); }
+    function two(n) { return String(n).padStart(2, "0"); }
+    function day(ms) {
+      return `${part(ms, "getFullYear", "getUTCFullYear")}-${two(part(ms, "getMonth", "getUTCMonth") + 1)}-` +
+        two(part(ms, "getDate", "getUTCDate"));
+    }
+    function clock(ms) {
+      return `${two(part(ms, "getHours", "getUTCHours"))}:${two(part(ms, "getMinutes", "getUTCMinutes"))}:` +
+        `${two(part(ms, "getSeconds", "getUTCSeconds"))}.${String(part(ms, "getMilliseconds", "getUTCMilliseconds")).padStart(3, "0")}`;
+    }
+    function offset(ms) {
+      if (utc) return "UTC";
+      const minutes = -new Date(ms).getTimezoneOffset();
+      const a = Math.abs(minutes);
+      return `${minutes < 0 ? "-" : "+"}${two(Math.floor(a / 60))}:${two(a % 60)}`;
+    }
 
     // -- following the log as it grows -------------------------------------------------
     let lastTop = 0, frame = 0, lineHeight = 0;
@@ -188,11 +228,12 @@
       if (added) paint();
     }
 
-    function add(kind, seq, text) {
+    function add(kind, seq, text, time) {
       const i = texts.length;
       texts.push(text);
       kinds.push(kind);
       seqs.push(seq);
+      times.push(time === undefined ? NaN : time);
       if (seq > lastSeq) lastSeq = seq;
       if (kind !== "pg" && matches(i)) push(i);
       return i;
@@ -359,6 +400,11 @@
       el.dataset.entry = String(i);
       if (seqs[i]) el.dataset.seq = String(seqs[i]);
       if (target && seqs[i] >= target.from && seqs[i] <= target.to) el.classList.add("hl");
+      if (Number.isFinite(times[i])) {
+        const ms = times[i] * 1000;
+        el.dataset.time = clock(ms);
+        el.title = `${day(ms)} ${clock(ms)} ${offset(ms)}`;
+      }
       if (kinds[i] === "drop") el.textContent = text;
       else if (text.includes(ESC + "[") || folds(text)) el.append(render(text, open.has(i)));
       else el.textContent = text;
@@ -566,13 +612,13 @@
         if (entry.seq <= lastSeq) return;  // a reconnect may send again what we have: skip it by seq
         const n = entry.levelno;
         const level = LEVELS[n] || (n < 20 ? "d" : n < 30 ? "i" : n < 40 ? "w" : "e");
-        add("r " + level, entry.seq, visible(entry.line) + "\n");
+        add("r " + level, entry.seq, visible(entry.line) + "\n", entry.time);
       } else if (entry.event === "progress") {
         if (entry.seq <= lastSeq) return;
         let text = String(entry.done);
         if (entry.total) text += `/${entry.total} (${Math.round((100 * entry.done) / entry.total)}%)`;
         if (entry.message) text += " " + visible(entry.message);
-        add("pg", entry.seq, text);
+        add("pg", entry.seq, text, entry.time);
         showProgress(entry.total ? entry.done : null, entry.total, text);
       } else if (entry.event === "dropped") {
         add("drop", 0, `-- ${entry.count} lines dropped: this page fell behind --\n`);
