@@ -49,8 +49,11 @@ line on the main thread, in one task for a history that arrives at once (two
 seconds for a million lines). The script stands just before ``<pre id="log">``,
 so it stops the document there (``window.stop()``) and reads the same job as
 NDJSON with ``fetch``, in slices of at most 25 ms of work; when that stream is
-cut it asks again from the last sequence number it has (``?since=<seq>``), with
-a growing wait, and says so in the header, until the summary arrives.
+cut (or refused) it asks again from the last sequence number it has
+(``?since=<seq>``, so no line comes twice and none is skipped; a line the cut
+split is read again whole), waiting 0.5 s, then 1, 2, 4 ... at most 30 s between
+attempts, and says so in the header, until the summary arrives. A 4xx answer
+(the job was forgotten) ends the attempts with the server's message.
 
 The script and the style are files (``viewer.js``, ``viewer.css``) served by
 :mod:`wsgi_logstream.assets` from the mount point's ``_assets/``, named by
