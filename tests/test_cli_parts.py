@@ -144,7 +144,7 @@ def test_probe_refuses_bad_parameters_and_sends_stream_headers() -> None:
     assert _call(probe_app, "/", "lines=1000&interval=5")[0].startswith("400")  # longer than 30 s
     status, headers, body = _call(probe_app, "/", "lines=3&interval=0.01&size=40&format=text")
     assert status == "200 OK"
-    assert headers["X-Accel-Buffering"] == "no" and headers["Cache-Control"] == "no-cache"
+    assert headers["X-Accel-Buffering"] == "no" and headers["Cache-Control"] == "no-store"
     lines = body.decode().splitlines()
     assert lines[0].startswith("probe start sent=") and lines[-1] == "probe end"
     assert [line.split(" sent=")[0] for line in lines[1:-1]] == ["probe 1/3", "probe 2/3", "probe 3/3"]

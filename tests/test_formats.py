@@ -316,7 +316,7 @@ def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(na
     with call(logstream(two_lines), f"format={name}") as stream:
         stream.read_to_end()
     assert stream.code == 200
-    assert stream.header("Cache-Control") == "no-cache"
+    assert stream.header("Cache-Control") == "no-store"
     assert stream.header("X-Accel-Buffering") == "no"
     assert stream.header("X-Content-Type-Options") == "nosniff"
     assert stream.header("Content-Type") == MEDIA[name]
@@ -333,7 +333,7 @@ def test_a_real_server_sends_no_content_length_for_a_stream() -> None:
                 client.read_to_end()
             assert client.status == 200
             assert "content-length" not in client.headers
-            assert client.headers["cache-control"] == "no-cache"
+            assert client.headers["cache-control"] == "no-store"
             assert client.headers["x-accel-buffering"] == "no"
             assert client.headers["x-content-type-options"] == "nosniff"
 
@@ -344,7 +344,7 @@ def test_head_answers_the_headers_without_running_the_target(name: str) -> None:
     response = _app(counter).head(f"/?format={name}")
     assert response.status_int == 200
     assert response.headers["Content-Type"] == MEDIA[name]
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.body == b""
     assert counter.runs == 0
 

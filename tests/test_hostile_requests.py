@@ -93,7 +93,7 @@ def test_head_sends_the_stream_headers_and_never_runs_the_target(fmt: str) -> No
     target = CountingTarget("tests.hostile.requests")
     reply = call(logstream(target), f"format={fmt}", method="HEAD")
     assert reply.status == 200 and reply.body == b""
-    assert reply.headers["cache-control"] == "no-cache"
+    assert reply.headers["cache-control"] == "no-store"
     assert target.runs == 0
     TRIED["HEAD"] += 1
 

@@ -18,7 +18,7 @@ from servers import wait_until
 
 from tests.apps.core_client import TestApp, call, parse_sse
 from wsgi_logstream import cancelled, jobs, progress, wait_cancelled
-from wsgi_logstream.jobs import Job, JobsApp
+from wsgi_logstream.jobs import JobHandle, JobsApp
 
 log = logging.getLogger("tests.jobs")
 
@@ -55,10 +55,18 @@ def numbered(count: int, runs: list[int] | None = None) -> Callable[[], None]:
     return target
 
 
-def finished(app: JobsApp, environ: dict[str, Any] | None = None) -> Job:
+def finished(app: JobsApp, environ: dict[str, Any] | None = None) -> JobHandle:
     job = app.start(environ)
     assert job.wait(10), "the job did not finish"
     return job
+
+
+def wait_finished(app: JobsApp, job_id: str) -> None:
+    def ended() -> bool:
+        record = app.lookup(job_id)
+        return record is not None and record.finished
+
+    wait_until(ended, 10, f"job {job_id} to finish")
 
 
 def records(body: bytes, fmt: str) -> list[tuple[int | None, str]]:
@@ -88,8 +96,7 @@ def test_post_starts_the_target_once_and_redirects_to_the_jobs_url(make_app: Cal
     reply = TestApp(app).post("/", status=303)
     location = reply.headers["Location"]
     assert re.fullmatch(r"/[A-Za-z0-9_-]{16,}", location), location
-    job = app.store.get(location[1:])
-    assert job is not None and job.wait(10)
+    wait_finished(app, location[1:])
     assert runs == [1]
 
 
@@ -103,13 +110,13 @@ def test_refreshing_the_jobs_page_never_starts_another_run(make_app: Callable[..
     assert runs == [1]
     assert [line for line in first.splitlines() if line.startswith("line")] == ["line 1", "line 2", "line 3"]
     assert first.splitlines()[1:] == second.splitlines()[1:]
-    assert [job.id for job in app.store.jobs()] == [location[1:]]
+    assert [job.id for job in app.records()] == [location[1:]]
 
 
 def test_the_location_is_below_the_mount_point(make_app: Callable[..., JobsApp]) -> None:
     app = make_app(numbered(1))
     location = TestApp(app, extra_environ={"SCRIPT_NAME": "/jobs"}).post("/jobs/", status=303).headers["Location"]
-    assert location.startswith("/jobs/") and app.store.get(location.rsplit("/", 1)[1]) is not None
+    assert location.startswith("/jobs/") and app.lookup(location.rsplit("/", 1)[1]) is not None
 
 
 def test_the_target_gets_the_posted_form(make_app: Callable[..., JobsApp]) -> None:
@@ -119,8 +126,7 @@ def test_the_target_gets_the_posted_form(make_app: Callable[..., JobsApp]) -> No
     app = make_app(target)
     client = TestApp(app)
     location = client.post("/", {"name": "ada"}, status=303).headers["Location"]
-    job = app.store.get(location[1:])
-    assert job is not None and job.wait(10)
+    wait_finished(app, location[1:])
     assert "form name=ada" in client.get(location + "?format=text").text
 
 
@@ -130,7 +136,7 @@ def test_post_is_405_when_starting_is_not_allowed_but_start_still_works(make_app
     client = TestApp(app)
     reply = client.post("/", status=405)
     assert reply.headers["Allow"] == "GET, HEAD"
-    assert runs == [] and app.store.jobs() == []
+    assert runs == [] and app.records() == []
     job = finished(app)
     assert runs == [1]
     assert client.get(f"/{job.id}?format=text").status_int == 200
@@ -165,7 +171,8 @@ def test_past_max_concurrent_a_post_is_503_and_nothing_starts(make_app: Callable
     reply = client.post("/", status=503)
     assert reply.headers["Retry-After"]
     go.set()
-    assert all(job.wait(10) for job in app.store.jobs())
+    for record in app.records():
+        wait_finished(app, record.id)
     client.post("/", status=303)
     wait_until(lambda: len(runs) == 2, 10, "the second run")
 
@@ -183,7 +190,7 @@ def test_a_viewer_gets_the_history_then_live_lines_then_the_summary(make_app: Ca
 
     app = make_app(target)
     job = app.start()
-    wait_until(lambda: job.channel.records == 1, 10, "the first line")
+    wait_until(lambda: job.record.records == 1, 10, "the first line")
     with call(app, "format=ndjson", path=f"/{job.id}") as stream:
         stream.read_until(b'"line":"before"')
         assert b"after" not in stream.body
@@ -242,7 +249,7 @@ def test_a_running_job_refuses_a_since_past_its_last_line_and_serves_the_next_fr
 
     app = make_app(target)
     job = app.start()
-    wait_until(lambda: job.channel.next_seq == 3, message="two lines logged")
+    wait_until(lambda: job.record.next_seq == 3, message="two lines logged")
     # seq 3 does not exist yet: claiming to have it would silently skip it.
     TestApp(app).get(f"/{job.id}?format=ndjson&since=3", status=400)
     go.set()
@@ -318,7 +325,7 @@ def test_an_sse_reconnect_after_the_end_is_204(make_app: Callable[..., JobsApp])
     job = finished(app)
     client = TestApp(app)
     end_id = parse_sse(client.get(f"/{job.id}?format=sse").body)[-1].last_event_id
-    assert end_id == str(job.channel.next_seq)
+    assert end_id == str(job.record.next_seq)
     reply = client.get(f"/{job.id}?format=sse", headers={"Last-Event-ID": end_id}, status=204)
     assert reply.body == b""
 
@@ -353,7 +360,7 @@ def test_the_index_lists_running_and_finished_jobs_as_html_and_json(make_app: Ca
     client = TestApp(app)
     done = finished(app)
     running = app.start({"hold": True})
-    wait_until(lambda: running.channel.records == 1, 10, "the running job's line")
+    wait_until(lambda: running.record.records == 1, 10, "the running job's line")
     listed = client.get("/", headers={"Accept": "application/json"})
     assert listed.content_type == "application/json" and "Accept" in listed.headers["Vary"]
     by_id = {job["id"]: job for job in listed.json["jobs"]}
@@ -412,7 +419,7 @@ def test_cancel_makes_the_target_see_cancelled_and_the_job_end_cancelled(make_ap
     app = make_app(target)
     client = TestApp(app)
     job = app.start()
-    wait_until(lambda: job.channel.records == 1, 10, "the target to wait")
+    wait_until(lambda: job.record.records == 1, 10, "the target to wait")
     client.get(f"/{job.id}/cancel", status=405)
     reply = client.post(f"/{job.id}/cancel", status=303)
     assert reply.headers["Location"] == f"/{job.id}"

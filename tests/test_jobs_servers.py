@@ -218,7 +218,7 @@ def test_unknown_jobs_bad_resume_points_and_finished_reconnects_answer_404_400_2
     app = _app(lambda: log.info("line 001"))
     job = app.start()
     assert job.wait(10)
-    end_id = str(job.channel.next_seq)
+    end_id = str(job.record.next_seq)
     cases = [
         ("/AAAAAAAAAAAAAAAAAAAAAA?format=text", {}, 404),
         (f"/{job.id}?format=text&since=abc", {}, 400),

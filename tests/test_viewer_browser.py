@@ -175,7 +175,7 @@ def test_a_job_page_reads_its_log_over_ndjson_once_and_shows_every_line_exactly_
 
     app = _jobs(target)
     job = app.start()
-    wait_until(lambda: job.channel.records == 20, 10, "the first 20 lines")
+    wait_until(lambda: job.record.records == 20, 10, "the first 20 lines")
     with serve(page, app) as url:
         page.navigate(f"{url}/{job.id}")
         wait_for(page, "document.querySelectorAll('#log .r').length === 20")
@@ -292,7 +292,7 @@ def test_the_page_holds_rows_near_the_viewport_of_the_whole_log_and_follows_unti
 
     app = _jobs(target)
     job = app.start()
-    wait_until(lambda: job.channel.records == 6000, 10, "6000 lines")
+    wait_until(lambda: job.record.records == 6000, 10, "6000 lines")
     with serve(page, app) as url:
         page.navigate(f"{url}/{job.id}")
         last = "document.querySelector('#log > :last-child')"

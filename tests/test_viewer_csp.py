@@ -27,7 +27,7 @@ from browser import Chromium, Page, wait_for
 from nginx import Nginx
 from servers import wsgiref_server
 
-from wsgi_logstream import LogStreamMiddleware, jobs, progress
+from wsgi_logstream import LogStreamMiddleware, jobs, logstream, progress
 from wsgi_logstream.assets import load
 from wsgi_logstream.viewer import CSP
 
@@ -172,7 +172,8 @@ def test_behind_a_proxy_that_maps_a_prefix_the_page_loads_its_assets_through_it(
 
     job_app = jobs(target, formatter="%(message)s", heartbeat=0.5)
     site = LogStreamMiddleware(
-        _fallback, {"/ops/import": job_app, "/ops/reindex": target}, formatter="%(message)s", heartbeat=0.5
+        _fallback,
+        {"/ops/import": job_app, "/ops/reindex": logstream(target, formatter="%(message)s", heartbeat=0.5)},
     )
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "prefix.conf"

@@ -96,7 +96,7 @@ def test_a_link_to_a_line_a_running_job_has_not_logged_yet_waits_for_it_then_sta
     app = jobs(target, formatter="%(message)s", heartbeat=0.5)
     try:
         job = app.start()
-        wait_until(lambda: job.channel.records == 100, 10, "the first 100 lines")
+        wait_until(lambda: job.record.records == 100, 10, "the first 100 lines")
         with wsgiref_server(app) as url:
             page.navigate(f"{url}/{job.id}#L150")
             wait_for(page, "document.querySelector('#log > [data-seq=\"100\"]') !== null")

@@ -121,7 +121,7 @@ def test_a_job_page_cut_off_keeps_trying_and_resumes_with_every_line_once(page: 
             proxy = None
             wait_for(page, "document.getElementById('state').textContent === 'reconnecting…'")
             gates["cut"].set()  # the job goes on while the page is cut off
-            wait_until(lambda: job.channel.records == 400, 10, "lines 201-400")
+            wait_until(lambda: job.record.records == 400, 10, "lines 201-400")
             # It keeps trying, counting its attempts, with a growing wait (refused while the proxy is down).
             banner = wait_for(
                 page,

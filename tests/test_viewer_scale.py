@@ -85,7 +85,7 @@ def test_a_finished_million_line_job_opens_and_scrolls_to_either_end_without_a_l
     app = jobs(target, formatter="%(message)s", max_history=lines, heartbeat=1)
     try:
         job = app.start()
-        assert job.wait(300) and job.channel.records == lines
+        assert job.wait(300) and job.record.records == lines
         with wsgiref_server(app) as url:
             opened = time.monotonic()
             page.navigate(f"{url}/{job.id}")
@@ -136,7 +136,7 @@ def test_a_live_job_at_ten_thousand_lines_a_second_is_followed_at_the_bottom(pag
             behind = []
             while job.status == "running":
                 shown = page.evaluate(f"Number({LAST_ROW}.slice(5))")
-                behind.append(job.channel.records - shown)
+                behind.append(job.record.records - shown)
                 assert page.evaluate("document.getElementById('follow').getAttribute('aria-pressed')") == "true"
             wait_for(page, ENDED, 60)
             assert page.evaluate(LAST_ROW) == f"live {seconds * rate:06d}\n"

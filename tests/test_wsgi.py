@@ -107,7 +107,9 @@ def test_close_is_idempotent_and_runs_its_cleanup_once() -> None:
     channel = Channel(10)
     reader = channel.reader()
     closes: list[float] = []
-    response = StreamResponse(reader, TextFormat(), title="t", heartbeat=30, on_close=lambda: closes.append(1))
+    response = StreamResponse(
+        reader, TextFormat(), title="t", started=0.0, heartbeat=30, on_close=lambda: closes.append(1)
+    )
     assert next(response).startswith(b"-- t: started")
     response.close()
     response.close()
@@ -135,7 +137,7 @@ def test_a_response_closed_before_it_was_iterated_ends_cleanly() -> None:
 
 def test_iterating_past_the_end_keeps_raising_stop_iteration() -> None:
     channel = Channel(10)
-    response = StreamResponse(channel.reader(), TextFormat(), title="t", heartbeat=30)
+    response = StreamResponse(channel.reader(), TextFormat(), title="t", started=0.0, heartbeat=30)
     now = time.time()
     channel.close(Summary("ok", now, now, 0))
     chunks = list(response)

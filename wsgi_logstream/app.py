@@ -12,31 +12,20 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .assets import ASSET_PREFIX, asset_prefix, serve_asset
 from .channel import Channel
-from .formats import HtmlFormat
+from .errors import unavailable
 from .operation import Operation, target_caller
-from .options import Options
+from .options import Options, StreamOptions
+from .pipeline import authorize, open_stream, refuse_cross_site, respond
 from .probe import probe_app
-from .request import (
-    STREAM_HEADERS,
-    BadRequest,
-    allow,
-    choose_format,
-    environ_for_target,
-    error_response,
-    make_format,
-    query_params,
-    reject_body,
-)
-from .response import StreamResponse
+from .request import environ_for_target, is_probe, parse_stream_request, query_params
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["LogStreamApp", "logstream"]
-
-RETRY_AFTER = "5"
 
 
 class LogStreamApp:
@@ -58,59 +47,47 @@ class LogStreamApp:
         return self._running
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path.startswith(ASSET_PREFIX):  # the page's script and style: never runs the operation
-            return serve_asset(environ, start_response, path[len(ASSET_PREFIX) :])
-        try:
-            allow(self.methods, environ)
-            params = query_params(environ)
-            if params.get("probe") == "1":
-                return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
-            name = choose_format(environ, params)
-            reject_body(environ)
-            if name == "sse" and environ.get("HTTP_LAST_EVENT_ID") is not None:
-                # EventSource reconnecting after the end (or a cut): a plain
-                # stream cannot resume, and re-running the operation would be
-                # wrong. 204 tells EventSource to stop. Jobs can resume.
-                start_response("204 No Content", [("Cache-Control", "no-cache")])
-                return []
-        except BadRequest as error:
-            return error_response(start_response, error)
-        fmt = make_format(name, params, ansi=self.options.ansi)
-        if isinstance(fmt, HtmlFormat):
-            fmt.assets = asset_prefix(environ)
-        headers = [("Content-Type", fmt.media_type), *STREAM_HEADERS, *fmt.headers]
-        if environ.get("REQUEST_METHOD") == "HEAD":
-            start_response("200 OK", headers)
+        return respond(environ, start_response, self._serve)
+
+    def _serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if is_probe(query_params(environ)):
+            return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
+        request = parse_stream_request(environ, self.methods)
+        if request.last_event_id is not None:
+            # EventSource reconnecting after the end (or a cut): a plain stream
+            # cannot resume, and re-running the operation would be wrong. 204
+            # tells EventSource to stop. Jobs can resume.
+            start_response("204 No Content", [("Cache-Control", "no-store")])
             return []
-        try:
-            target_environ = environ_for_target(environ)
-        except BadRequest as error:
-            return error_response(start_response, error)
+        authorize(self.options, environ, "stream")
+        fmt = request.make_format(ansi=self.options.ansi)
+        if request.head_only:
+            return open_stream(start_response, request, fmt, _no_reader, title="", started=0.0, heartbeat=1.0)
+        refuse_cross_site(self.options, environ)  # an <img> or a form on another site must not run it
+        target_environ = environ_for_target(environ)
         if self._slots is not None and not self._slots.acquire(blocking=False):
-            return error_response(
-                start_response,
-                BadRequest(
-                    "503 Service Unavailable",
-                    f"too many operations running (max_concurrent={self.options.max_concurrent}); retry later",
-                    [("Retry-After", RETRY_AFTER)],
-                ),
+            raise unavailable(
+                f"too many operations running (max_concurrent={self.options.max_concurrent}); retry later"
             )
         with self._count_lock:
             self._running += 1
         channel = Channel(self.options.max_buffer)
-        operation = Operation(self._call, target_environ, self.options, channel, on_finish=self._finished)
+        operation = Operation(
+            self._call, target_environ, self.options, channel, finish=channel.close, on_finish=self._finished
+        )
         reader = channel.reader()
         operation.start()
-        start_response("200 OK", headers)
-        return StreamResponse(
-            reader,
+        return open_stream(
+            start_response,
+            request,
             fmt,
+            lambda: reader,
             title=self.options.title,
+            started=operation.started,
             heartbeat=self.options.heartbeat,
-            on_close=lambda: self._closed(operation),
+            on_close=lambda: self._closed(operation, channel),
             deadline=operation.sink.deadline,
-            on_deadline=operation.expire,
+            check=operation.expire,
         )
 
     def _finished(self, operation: Operation) -> None:
@@ -119,22 +96,27 @@ class LogStreamApp:
         if self._slots is not None:
             self._slots.release()
 
-    def _closed(self, operation: Operation) -> None:
+    def _closed(self, operation: Operation, channel: Channel) -> None:
         # The reader is gone: nobody will read what the target logs from now on,
-        # so stop formatting it (closing the channel) and, if asked, cancel.
-        if not operation.channel.closed:
+        # so stop formatting it (abandoning the channel) and, if asked, cancel.
+        if not channel.closed:
             if self.options.on_disconnect == "cancel":
                 operation.cancel()
-            operation.channel.abandon()
+            channel.abandon()
 
 
-def logstream(target: Callable[..., Any], **options: Any) -> LogStreamApp:
+def _no_reader() -> Any:
+    raise AssertionError("a HEAD request reads no log")
+
+
+def logstream(target: Callable[..., Any], **options: Unpack[StreamOptions]) -> LogStreamApp:
     """Return a WSGI application that runs ``target`` per request and streams its log.
 
     ``target`` is any callable; it is called as ``target(environ)`` if it takes
     a positional argument, else as ``target()``.
 
-    Options (keyword-only, validated here):
+    Options (keyword-only, validated here; :class:`~wsgi_logstream.options.StreamOptions`
+    types them for your checker):
 
     - ``level`` (``logging.INFO``): the lowest level captured, an int or a name.
       Captured even where the process's loggers are set higher.
@@ -156,5 +138,12 @@ def logstream(target: Callable[..., Any], **options: Any) -> LogStreamApp:
     - ``redact`` (off): regular expressions (or a callable ``str -> str``, or
       ``True`` for :data:`DEFAULT_REDACTIONS`) whose matches are replaced with
       ``[redacted]`` in every line before it leaves the process.
+    - ``authorize`` (none): ``authorize(environ, action, job)`` is asked before
+      anything runs or is shown (here ``action`` is ``"stream"`` and ``job``
+      None); anything but ``True`` is a ``403`` and nothing runs. Raise
+      :class:`~wsgi_logstream.Refused` for another message or a ``401``.
+    - ``allowed_origins`` (none): other origins (``https://admin.example.com``)
+      whose pages may start operations here; a browser request from any other
+      site is refused with ``403``.
     """
     return LogStreamApp(target, Options.from_kwargs(**options))

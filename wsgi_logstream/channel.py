@@ -17,10 +17,14 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Channel", "Entry", "Reader", "Summary"]
+__all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
+
+#: A reader takes at most about this many characters of lines at a time, so a
+#: viewer joining a long history gets it in bounded chunks, never as one.
+MAX_CHUNK_CHARS = 256 * 1024
 
 
 class Entry:
@@ -54,6 +58,26 @@ class Entry:
     def __repr__(self) -> str:
         return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for a store in another process."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
+        entry = cls(
+            str(data["kind"]),
+            float(data["created"]),
+            int(data.get("levelno", 0)),
+            str(data.get("levelname", "")),
+            str(data.get("name", "")),
+            str(data.get("message", "")),
+            str(data.get("line", "")),
+            float(data.get("done", 0.0)),
+            None if data.get("total") is None else float(data["total"]),
+        )
+        entry.seq = int(data["seq"])
+        return entry
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -69,6 +93,20 @@ class Summary:
     @property
     def elapsed(self) -> float:
         return max(self.ended - self.started, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
+        return cls(
+            status=str(data["status"]),
+            started=float(data["started"]),
+            ended=float(data["ended"]),
+            records=int(data["records"]),
+            error=None if data.get("error") is None else str(data["error"]),
+            traceback=None if data.get("traceback") is None else str(data["traceback"]),
+        )
 
 
 class Channel:
@@ -176,12 +214,14 @@ class Channel:
             wanted = self._next - cursor
             if wanted <= 0:
                 batch: list[Entry] = []
-            elif wanted == len(self._entries):
-                batch = list(self._entries)
-            else:
+            elif wanted <= _SMALL:
+                # The common case, a live reader a few entries behind: copy from the right.
                 batch = list(itertools.islice(reversed(self._entries), wanted))
                 batch.reverse()
-            reader.cursor = self._next
+                batch = _bounded(batch)
+            else:
+                batch = _bounded(itertools.islice(self._entries, len(self._entries) - wanted, None))
+            reader.cursor = batch[-1].seq + 1 if batch else self._next
             if not self.retain and self._entries:
                 low = min(r.cursor for r in self._readers) if self._readers else self._next
                 if low >= self._next:
@@ -190,6 +230,21 @@ class Channel:
                     while self._entries[0].seq < low:
                         self._entries.popleft()
         return missed, batch
+
+
+_SMALL = 256
+
+
+def _bounded(entries: Iterable[Entry]) -> list[Entry]:
+    """The leading entries that fit in :data:`MAX_CHUNK_CHARS` (at least one)."""
+    batch: list[Entry] = []
+    size = 0
+    for entry in entries:
+        size += len(entry.line) + len(entry.message)
+        if size > MAX_CHUNK_CHARS and batch:
+            break
+        batch.append(entry)
+    return batch
 
 
 class Reader:
@@ -224,6 +279,14 @@ class Reader:
     def at_end(self) -> bool:
         """The channel is closed and this reader has taken everything."""
         return self.channel.summary is not None and self.cursor >= self.channel.next_seq
+
+    @property
+    def summary(self) -> Summary | None:
+        return self.channel.summary
+
+    @property
+    def next_seq(self) -> int:
+        return self.channel.next_seq
 
     def close(self) -> None:
         self.channel._detach(self)

@@ -50,7 +50,7 @@ from .server import QuietHandler, ThreadingWSGIServer
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .jobs import Job, JobsApp
+    from .jobs import JobHandle, JobsApp
 
 __all__ = ["main", "make_jobs"]
 
@@ -489,14 +489,15 @@ class ReplayLast:
     def __init__(self, app: JobsApp, lines: int) -> None:
         self.app = app
         self.lines = lines
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, JobHandle] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         job = self.jobs.get(environ.get("PATH_INFO", "").rstrip("/"))
         query = environ.get("QUERY_STRING", "")
         asked = any(pair.partition("=")[0] == "since" for pair in query.split("&"))
         if job is not None and not asked and "HTTP_LAST_EVENT_ID" not in environ:
-            since = max(job.channel.next_seq - 1 - self.lines, 0)
+            record = job.record
+            since = max((record.next_seq if record is not None else 1) - 1 - self.lines, 0)
             environ = dict(environ)
             environ["QUERY_STRING"] = f"{query}&since={since}" if query else f"since={since}"
         return self.app(environ, start_response)
@@ -512,15 +513,16 @@ def _say(line: str) -> None:
         sys.stdout.flush()
 
 
-def _announce_end(job: Job, what: str, announced: threading.Event) -> None:
+def _announce_end(job: JobHandle, what: str, announced: threading.Event) -> None:
     """Say on the terminal when the job ends (after its URL was printed); its log stays served."""
 
     def wait() -> None:
         job.wait(None)
         announced.wait()
-        summary = job.channel.summary
-        error = f": {summary.error}" if summary is not None and summary.error else ""
-        _say(f"{what} ended ({job.status}{error}); its log stays here. Ctrl-C to stop.")
+        record = job.record
+        error = f": {record.error}" if record is not None and record.error else ""
+        status = record.status if record is not None else "forgotten"
+        _say(f"{what} ended ({status}{error}); its log stays here. Ctrl-C to stop.")
 
     threading.Thread(target=wait, name="wsgi-logstream-announce", daemon=True).start()
 

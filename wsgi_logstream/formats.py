@@ -12,15 +12,24 @@ Escaping rules, per format:
 * text: C0 and C1 control characters (ANSI escapes included) are shown as
   visible symbols (``ESC`` becomes ``␛``) so nothing reaches a ``curl`` user's
   terminal raw; ``ansi=True`` keeps colour (SGR) sequences. CR and CRLF become
-  LF. Keep-alives are empty lines.
+  LF. Keep-alives are empty lines. The lines the library writes itself (the
+  head, ``-- N lines dropped``, ``-- progress``, the summary) start with
+  ``--``, and no other line does, so a logged value cannot forge them: a line
+  of a record, or of the failure's traceback, that would start with ``--``
+  (also after colour sequences, or after U+2028/U+2029, which some readers
+  split on) is dash-escaped with ``- ``, as OpenPGP's cleartext signatures do
+  (RFC 4880, 7.1): ``- -- ok``. The head's title and a progress message stay
+  on their one line (line breaks shown as ``␤``). All other lines, tracebacks
+  included, are written as they are.
 * html: every line is HTML-escaped and its control characters shown as in
   text; keep-alives are comments.
 * sse: a line is split on CR, LF and CRLF into several ``data:`` fields, so a
   message can never forge an event, id or retry field; keep-alives are
   comments. With ``detail=True`` each record's data is its ndjson object.
 * ndjson: ``json.dumps`` of each record, exact; lone surrogates (undecodable
-  bytes) are written as ``\\udcXX`` text and non-finite numbers as ``null``
-  so every line is strict UTF-8 JSON.
+  bytes) are written as ``\\udcXX`` text and non-finite numbers (a record's
+  ``time`` included: a filter or record factory may set ``created`` to NaN) as
+  ``null``, so every line is strict UTF-8 JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +53,21 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_OR_SGR = re.compile("\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NEWLINES = re.compile("\r\n?")
 _SPLIT = re.compile("\r\n|\r|\n")
+# Where a line that is not the library's own would start with "--": at a line
+# start (after LF, or U+2028/U+2029, which str.splitlines and some viewers
+# break on), after any colour sequences (a terminal shows "\x1b[0m--" as "--").
+_DASH_START = re.compile("(?:^|(?<=[\n\u2028\u2029]))(?=(?:\x1b\\[[0-9;]*m)*--)")
+_LINE_BREAKS = re.compile("\r\n|[\r\n\u2028\u2029]")
+
+
+def _dash_escaped(text: str) -> str:
+    """``text`` (already :func:`visible`) with ``- `` before each line that would start with ``--``."""
+    return _DASH_START.sub("- ", text) if "--" in text else text
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks shown as ``␤``, so it cannot end the line it is on."""
+    return _LINE_BREAKS.sub("\u2424", text)
 
 
 def _picture(match: re.Match[str]) -> str:
@@ -137,7 +161,7 @@ def summary_object(summary: Summary, dropped: int, seq: int) -> dict[str, Any]:
         "event": "end",
         "seq": seq,
         "status": summary.status,
-        "elapsed": round(summary.elapsed, 6),
+        "elapsed": _finite(round(summary.elapsed, 6)),
         "records": summary.records,
         "dropped": dropped,
     }
@@ -153,7 +177,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
         return {
             "event": "progress",
             "seq": entry.seq,
-            "time": entry.created,
+            "time": _finite(entry.created),
             "ts": _iso(entry.created),
             "done": _finite(entry.done),
             "total": _finite(entry.total),
@@ -162,7 +186,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
     return {
         "event": "log",
         "seq": entry.seq,
-        "time": entry.created,
+        "time": _finite(entry.created),
         "ts": _iso(entry.created),
         "level": _clean(entry.levelname),
         "levelno": entry.levelno,
@@ -185,11 +209,12 @@ def record_json(entry: Entry) -> str:
     """
     if entry.kind != "log":
         return _json(record_object(entry))
-    iso = _iso(entry.created)
+    created = entry.created
+    when = repr(created) if created - created == 0 else "null"  # NaN and infinities: not JSON
+    iso = _iso(created)
     ts = "null" if iso is None else '"' + iso + '"'  # digits and punctuation: nothing to escape
     return (
-        f'{{"event":"log","seq":{entry.seq},"time":{entry.created!r},"ts":{ts},'
-        f'"level":{_quote(entry.levelname)},'
+        f'{{"event":"log","seq":{entry.seq},"time":{when},"ts":{ts},"level":{_quote(entry.levelname)},'
         f'"levelno":{entry.levelno},"logger":{_quote(entry.name)},"message":{_quote(entry.message)},'
         f'"line":{_quote(entry.line)}}}'
     )
@@ -204,7 +229,7 @@ class Format:
 
     name = ""
     media_type = ""
-    #: Response headers this format needs besides ``Content-Type`` (the HTML page's CSP).
+    #: Response headers this format adds to the stream's own.
     headers: tuple[tuple[str, str], ...] = ()
 
     def head(self, title: str, started: float) -> bytes:
@@ -230,7 +255,7 @@ class TextFormat(Format):
         self.ansi = ansi
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(f"-- {visible(title)}: started {_when(started)} --\n")
+        return _utf8(f"-- {visible(_one_line(title))}: started {_when(started)} --\n")
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = [f"-- {_plural(missed, 'line')} dropped: this reader fell behind --\n"] if missed else []
@@ -238,10 +263,10 @@ class TextFormat(Format):
             # Each entry on its own: a record ending in CR must not merge with
             # the LF after it and so hide where one record ends.
             if entry.kind == "log":
-                parts.append(visible(entry.line, keep_sgr=self.ansi))
+                parts.append(_dash_escaped(visible(entry.line, keep_sgr=self.ansi)))
                 parts.append("\n")
             else:
-                note = f" {visible(entry.message)}" if entry.message else ""
+                note = f" {visible(_one_line(entry.message))}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
         return _utf8("".join(parts))
 
@@ -251,10 +276,10 @@ class TextFormat(Format):
     def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
         # The summary stays one line, the last, whatever the error message holds
         # (its line breaks shown as ␤; the traceback above has it in full).
-        text = f"-- {_SPLIT.sub(chr(0x2424), summary_text(summary, dropped))} --\n"
+        text = visible(f"-- {_one_line(summary_text(summary, dropped))} --\n")
         if summary.traceback:
-            text = summary.traceback.rstrip("\n") + "\n" + text
-        return _utf8(visible(text))
+            text = _dash_escaped(visible(summary.traceback.rstrip("\n"))) + "\n" + text
+        return _utf8(text)
 
 
 class NdjsonFormat(Format):
@@ -264,7 +289,7 @@ class NdjsonFormat(Format):
     media_type = "application/x-ndjson"
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(_json({"event": "start", "title": _clean(title), "time": started}) + "\n")
+        return _utf8(_json({"event": "start", "title": _clean(title), "time": _finite(started)}) + "\n")
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         try:
@@ -333,8 +358,8 @@ class HtmlFormat(Format):
 
     name = "html"
     media_type = "text/html; charset=utf-8"
-    # The page has no inline script or style: a strict policy costs it nothing.
-    headers = (("Content-Security-Policy", CSP),)
+    # No framing by other sites (clickjacking); no inline script or style, so a strict policy costs nothing.
+    headers = (("X-Frame-Options", "SAMEORIGIN"), ("Content-Security-Policy", CSP))
 
     def __init__(self, *, resumable: bool = False, assets: str = ASSET_PREFIX) -> None:
         self.resumable = resumable  # a job: the page may reconnect over SSE and resume

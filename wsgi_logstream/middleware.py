@@ -15,6 +15,11 @@ A route may also be a :func:`wsgi_logstream.jobs` application; it is mounted
 at its path with everything below it (``/admin/import/<job id>``)::
 
     application = LogStreamMiddleware(application, {"/admin/import": jobs(run_import)})
+
+The middleware's options apply to every target it wraps. An app that is
+already built (``jobs(...)`` or ``logstream(...)``) keeps the options it was
+built with, so giving the middleware options as well as such a route is a
+``TypeError``: the options would not reach it.
 """
 
 from __future__ import annotations
@@ -24,16 +29,20 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from .app import LogStreamApp
 from .assets import ASSET_PREFIX
 from .jobs import JobsApp
-from .options import Options
+from .options import Options, StreamOptions
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["LogStreamMiddleware"]
 
 
 class LogStreamMiddleware:
-    def __init__(self, app: WSGIApplication, routes: Mapping[str, Callable[..., Any]], **options: Any) -> None:
+    def __init__(
+        self, app: WSGIApplication, routes: Mapping[str, Callable[..., Any]], **options: Unpack[StreamOptions]
+    ) -> None:
         if not callable(app):
             raise TypeError(f"app must be a WSGI application, got {app!r}")
         if not isinstance(routes, Mapping) or not routes:
@@ -47,7 +56,15 @@ class LogStreamMiddleware:
             path = path.rstrip("/") or "/"
             if path in self.routes:
                 raise ValueError(f"route {path!r} is given twice")
-            self.routes[path] = target if isinstance(target, JobsApp) else LogStreamApp(target, shared)
+            if isinstance(target, (JobsApp, LogStreamApp)):
+                if options:
+                    raise TypeError(
+                        f"route {path!r} is an app built with its own options, so the middleware's options "
+                        f"({', '.join(sorted(options))}) would not reach it: pass them where that app is built"
+                    )
+                self.routes[path] = target
+            else:
+                self.routes[path] = LogStreamApp(target, shared)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -1,7 +1,10 @@
-"""The options every stream takes, validated once, at construction.
+"""The options every stream takes, typed once and validated once, at construction.
 
-``Options.from_kwargs`` is the one place that checks and normalises what a
-user passed (a format string becomes a ``logging.Formatter``, a list of
+:class:`StreamOptions` and :class:`JobsOptions` name every option with its
+type, so the factories take ``**options: Unpack[StreamOptions]`` and a caller's
+checker catches a misspelt one. ``Options.from_kwargs`` (and
+``split_jobs_options`` for jobs) is the one place, for the library and the
+command line alike, that checks and normalises what a user passed (a format string becomes a ``logging.Formatter``, a list of
 patterns becomes one redacting callable), so a mistake is a ``ValueError`` or
 ``TypeError`` naming the option when the app is built, not a traceback on the
 first request.
@@ -13,11 +16,28 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypedDict
 
-from .redact import DEFAULT_REDACTIONS, Redactor, redactor
+from .guard import normalise_origins
+from .redact import DEFAULT_REDACTIONS, Redactor, RedactSpec, redactor
 
-__all__ = ["DEFAULT_FORMAT", "DEFAULT_REDACTIONS", "Options"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from .record import JobRecord
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "DEFAULT_REDACTIONS",
+    "JOBS_OPTIONS",
+    "STORE_OPTIONS",
+    "Authorize",
+    "JobsSettings",
+    "Options",
+    "StreamOptions",
+    "check_store_options",
+    "default_owner",
+]
 
 DEFAULT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -104,6 +124,38 @@ def _formatter(value: Any) -> logging.Formatter:
     raise TypeError(f"formatter must be a logging.Formatter or a format string, got {value!r}")
 
 
+Authorize = Callable[["WSGIEnvironment", str, "JobRecord | None"], bool]
+"""``authorize(environ, action, job)``: may this request do ``action``? See :mod:`wsgi_logstream.errors`."""
+
+#: ``owner(environ)``: who starts a job.
+Owner = Callable[["WSGIEnvironment"], "str | None"]
+#: ``form_fields(environ)``: hidden fields for the forms the pages render (a CSRF token).
+FormFields = Callable[["WSGIEnvironment"], Mapping[str, str]]
+
+
+class StreamOptions(TypedDict, total=False):
+    """The keyword options of :func:`~wsgi_logstream.logstream`, typed for the caller's checker.
+
+    A misspelt option is a type error in the caller's editor (``**options:
+    Unpack[StreamOptions]``) and a ``TypeError`` naming it at run time.
+    """
+
+    level: int | str
+    loggers: str | Iterable[str] | None
+    formatter: logging.Formatter | str | None
+    heartbeat: float
+    max_buffer: int
+    max_concurrent: int | None
+    on_disconnect: Literal["continue", "cancel"]
+    title: str
+    timeout: float | None
+    traceback: bool
+    ansi: bool
+    redact: RedactSpec
+    authorize: Authorize | None
+    allowed_origins: Iterable[str]
+
+
 @dataclass(frozen=True)
 class Options:
     """Validated stream options; see :func:`wsgi_logstream.logstream` for each."""
@@ -120,9 +172,12 @@ class Options:
     traceback: bool = True
     ansi: bool = False
     redact: Redactor | None = None
+    authorize: Authorize | None = None
+    allowed_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Options:
+        """Check and normalise stream options; ``TypeError``/``ValueError`` naming a bad one."""
         unknown = set(kwargs) - set(cls.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -152,9 +207,63 @@ class Options:
             values["timeout"] = _positive("timeout", kwargs["timeout"], integer=False, allow_none=True)
         for flag in ("traceback", "ansi"):
             if flag in kwargs:
-                if not isinstance(kwargs[flag], bool):
-                    raise TypeError(f"{flag} must be True or False, got {kwargs[flag]!r}")
-                values[flag] = kwargs[flag]
+                values[flag] = _flag(flag, kwargs[flag])
         if "redact" in kwargs:
             values["redact"] = redactor(kwargs["redact"])
+            if values["redact"] is not None and "title" in values:  # shown in every format and the job list
+                values["title"] = values["redact"](values["title"])
+        if "authorize" in kwargs:
+            values["authorize"] = _callable_or_none("authorize", kwargs["authorize"])
+        if "allowed_origins" in kwargs:
+            values["allowed_origins"] = normalise_origins(kwargs["allowed_origins"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    """The validated options only :func:`~wsgi_logstream.jobs` takes (the store's come apart)."""
+
+    allow_start: bool = True
+    owner: Owner | None = None
+    form_fields: FormFields | None = None
+
+    @classmethod
+    def from_kwargs(cls, *, allow_start: Any, owner: Any, form_fields: Any) -> JobsSettings:
+        return cls(
+            allow_start=_flag("allow_start", allow_start),
+            owner=_callable_or_none("owner", owner),
+            form_fields=_callable_or_none("form_fields", form_fields),
+        )
+
+
+STORE_OPTIONS = ("max_history", "keep_finished", "max_finished")
+JOBS_OPTIONS = ("allow_start", "store", "owner", "form_fields")
+
+
+def check_store_options(*, max_history: Any, keep_finished: Any, max_finished: Any) -> tuple[int, float, int]:
+    """The retention options every store takes, checked in one place."""
+    if isinstance(max_history, bool) or not isinstance(max_history, int) or max_history < 1:
+        raise ValueError(f"max_history must be an int >= 1, got {max_history!r}")
+    if isinstance(keep_finished, bool) or not isinstance(keep_finished, (int, float)) or not keep_finished >= 0:
+        raise ValueError(f"keep_finished must be a number of seconds >= 0, got {keep_finished!r}")
+    if isinstance(max_finished, bool) or not isinstance(max_finished, int) or max_finished < 0:
+        raise ValueError(f"max_finished must be an int >= 0, got {max_finished!r}")
+    return max_history, float(keep_finished), max_finished
+
+
+def default_owner(environ: WSGIEnvironment) -> str | None:
+    """Who started a job: ``REMOTE_USER``, when the server or a middleware set it."""
+    user = environ.get("REMOTE_USER")
+    return str(user) if user else None
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _callable_or_none(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable or None, got {value!r}")
+    return value

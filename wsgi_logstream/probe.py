@@ -32,7 +32,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .request import STREAM_HEADERS, BadRequest, choose_format, error_response, query_params
+from .errors import HttpError, error_response
+from .request import STREAM_HEADERS, choose_format, query_params
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -60,9 +61,9 @@ def _number(params: dict[str, str], name: str, default: float, low: float, high:
     try:
         value = int(raw) if integer else float(raw)
     except ValueError:
-        raise BadRequest("400 Bad Request", f"probe {name} must be a number, got {raw[:20]!r}") from None
+        raise HttpError(400, f"probe {name} must be a number, got {raw[:20]!r}") from None
     if not low <= value <= high:
-        raise BadRequest("400 Bad Request", f"probe {name} must be between {low:g} and {high:g}, got {raw[:20]!r}")
+        raise HttpError(400, f"probe {name} must be between {low:g} and {high:g}, got {raw[:20]!r}")
     return value
 
 
@@ -122,15 +123,15 @@ def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
     """WSGI app: the probe, configured by the query string (see the module docstring)."""
     try:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            raise BadRequest("405 Method Not Allowed", "the probe answers GET only", [("Allow", "GET, HEAD")])
+            raise HttpError(405, "the probe answers GET only", [("Allow", "GET, HEAD")])
         params = query_params(environ)
         fmt = choose_format(environ, params)
         lines = int(_number(params, "lines", DEFAULT_LINES, 1, 1000, integer=True))
         interval = _number(params, "interval", DEFAULT_INTERVAL, 0.01, 5.0, integer=False)
         size = int(_number(params, "size", DEFAULT_SIZE, 1, MAX_SIZE, integer=True))
         if (lines - 1) * interval > MAX_SECONDS:
-            raise BadRequest("400 Bad Request", f"a probe lasts at most {MAX_SECONDS:g}s: lower lines or interval")
-    except BadRequest as error:
+            raise HttpError(400, f"a probe lasts at most {MAX_SECONDS:g}s: lower lines or interval")
+    except HttpError as error:
         return error_response(start_response, error)
     start_response("200 OK", [("Content-Type", _MEDIA[fmt]), *STREAM_HEADERS])
     if environ.get("REQUEST_METHOD") == "HEAD":

@@ -1,10 +1,16 @@
-"""The WSGI iterable that turns a channel reader into chunks of bytes.
+"""The WSGI iterable that turns a log reader into chunks of bytes.
 
-It yields the format's head at once, then, each time it is asked for more,
-everything the reader can take as one chunk (batching costs no latency: it
-never waits to fill a batch), a keep-alive after ``heartbeat`` seconds of
-silence, and the end summary. The server's thread blocks inside ``__next__``
-only on the reader's event, never on a lock.
+It yields the format's head at once (its first write small: some proxies
+decide on the first write whether to compress and hold a response), then,
+each time it is asked for more, what the reader can take as one bounded chunk
+(batching costs no latency: it never waits to fill a batch), a keep-alive
+after ``heartbeat`` seconds of silence, and the end summary. The server's
+thread blocks inside ``__next__`` only on the reader's wait, never on a lock.
+
+``check`` is how a stream that nobody's runner will end still ends: it is
+called at the log's deadline (and every ``recheck`` seconds, for a job whose
+runner holds a lease) and settles the job's status, which closes the log when
+the job timed out or was lost.
 
 ``close()`` is what the server calls when the response ends or the client is
 gone; it releases the reader at once and runs ``on_close``; calling it again
@@ -16,33 +22,42 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterator
 
-from .channel import Reader
 from .formats import Format
+from .store import LogReader
 
-__all__ = ["StreamResponse"]
+__all__ = ["FIRST_WRITE", "StreamResponse"]
+
+#: The most the first chunk carries. Caddy's ``encode`` compresses (and then
+#: holds) a response whose first write is 512 bytes or more.
+FIRST_WRITE = 480
 
 
 class StreamResponse:
     def __init__(
         self,
-        reader: Reader,
+        reader: LogReader,
         fmt: Format,
         *,
         title: str,
+        started: float,
         heartbeat: float,
-        head: bool = True,
         on_close: Callable[[], None] | None = None,
         deadline: float | None = None,
-        on_deadline: Callable[[], object] | None = None,
+        check: Callable[[], object] | None = None,
+        recheck: float | None = None,
     ) -> None:
         self._reader = reader
         self._format = fmt
         self._title = title
+        self._started = started
         self._heartbeat = heartbeat
-        self._head = head
         self._on_close = on_close
-        self._deadline = deadline  # time.monotonic() at which on_deadline ends the stream
-        self._on_deadline = on_deadline
+        self._check = check
+        self._recheck = recheck
+        self._timeout_at = deadline  # time.monotonic() of the log's deadline
+        self._deadline = self._next_due(time.monotonic())  # when check() is due next
+        self._pending: list[bytes] = []
+        self._head = True
         self._finished = False
         self._closed = False
 
@@ -54,22 +69,30 @@ class StreamResponse:
             raise StopIteration
         if self._head:
             self._head = False
-            return self._format.head(self._title, self._reader.channel.started)
+            head = self._format.head(self._title, self._started)
+            if len(head) > FIRST_WRITE:
+                self._pending.append(head[FIRST_WRITE:])
+                return head[:FIRST_WRITE]
+            return head
+        if self._pending:
+            return self._pending.pop()
         reader = self._reader
         quiet_until = time.monotonic() + self._heartbeat
         while True:
             missed, batch = reader.take()
             if batch or missed:
                 return self._format.batch(missed, batch)
-            channel = reader.channel
             if reader.at_end:
                 self._finished = True
-                assert channel.summary is not None
-                return self._format.end(channel.summary, reader.missed, channel.next_seq)
+                summary = reader.summary
+                assert summary is not None
+                return self._format.end(summary, reader.missed, reader.next_seq)
             now = time.monotonic()
-            if self._deadline is not None and now >= self._deadline and self._on_deadline is not None:
-                self._on_deadline()  # closes the channel: the next pass sends the summary
-                self._deadline = None
+            if self._deadline is not None and now >= self._deadline and self._check is not None:
+                self._check()  # may close the log: the next pass sends the summary
+                if self._timeout_at is not None and now >= self._timeout_at:
+                    self._timeout_at = None
+                self._deadline = self._next_due(now)
                 continue
             remaining = quiet_until - now
             if remaining <= 0:
@@ -77,6 +100,14 @@ class StreamResponse:
             if self._deadline is not None:
                 remaining = min(remaining, self._deadline - now)
             reader.wait(remaining)
+
+    def _next_due(self, now: float) -> float | None:
+        due = [
+            when
+            for when in (self._timeout_at, None if self._recheck is None else now + self._recheck)
+            if when is not None
+        ]
+        return min(due) if due else None
 
     def close(self) -> None:
         if self._closed:

@@ -1,80 +1,260 @@
 """Where jobs live between requests: the store interface and its in-memory kind.
 
-The WSGI layer (:mod:`wsgi_logstream.jobs`) talks to jobs only through
-:class:`JobStore`, and to a job's log only through the
-:class:`~wsgi_logstream.channel.Channel` interface (``reader(since)``,
-``first_seq``, ``next_seq``, ``summary``, ``last_progress``). A shared store
-(Redis, for several gunicorn workers and hosts) implements both against its
-own storage; nothing in the WSGI layer changes.
+A store holds, for each job, a :class:`~wsgi_logstream.record.JobRecord`
+(plain data) and its log (entries numbered from 1). Two kinds of code use it:
 
-Retention is lazy: finished jobs are forgotten when the store is next used,
-after ``keep_finished`` seconds or beyond ``max_finished`` of them, so no
-timer thread is left running in the host process.
+* the WSGI layer (:mod:`wsgi_logstream.jobs`): ``create``, ``get``, ``list``,
+  ``finish``, ``request_cancel`` and ``reader``, and nothing else;
+* a runner (the thread that runs a job here, or a task-queue worker in another
+  process): ``open_log``, which gives it a :class:`JobLog` to append to, to
+  finish, and to hear cancellation from.
+
+:class:`JobStore` is a :class:`typing.Protocol`: a third-party store needs no
+base class, and mypy checks it against this interface. The same contract tests
+(``tests/test_store_contract.py``) run against every store this package ships
+and against a test store that keeps nothing but plain data behind a process
+boundary. Stores in another process can build their readers and logs from
+three primitives with :mod:`wsgi_logstream.shared`.
+
+:class:`MemoryStore` keeps jobs in this process: one worker process, any
+number of threads. Retention is lazy (finished jobs are forgotten when the
+store is next used), so no timer thread is left running in the host.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import Protocol, Sequence, runtime_checkable
 
-if TYPE_CHECKING:
-    from .jobs import Job
+from .channel import Channel, Entry, Reader, Summary
+from .options import check_store_options
+from .record import JobRecord, Progress
 
-__all__ = ["JobStore", "MemoryStore"]
-
-
-class JobStore(ABC):
-    """What the jobs app needs from a store."""
-
-    @abstractmethod
-    def add(self, job: Job) -> None:
-        """Keep ``job`` (a new, running one)."""
-
-    @abstractmethod
-    def get(self, job_id: str) -> Job | None:
-        """The job with ``job_id``, or None if unknown or forgotten."""
-
-    @abstractmethod
-    def jobs(self) -> list[Job]:
-        """Running and recent jobs, newest first."""
+__all__ = ["JobLog", "JobStore", "LogReader", "LogWriter", "MemoryStore"]
 
 
-class MemoryStore(JobStore):
-    """Jobs in a dict in this process: one worker process, any number of threads."""
+class LogReader(Protocol):
+    """One viewer's cursor into a job's log (what a stream response reads)."""
 
-    def __init__(self, *, keep_finished: float = 3600.0, max_finished: int = 100) -> None:
-        self.keep_finished = keep_finished
-        self.max_finished = max_finished
-        self._jobs: dict[str, Job] = {}
+    @property
+    def missed(self) -> int:
+        """Entries this reader has lost so far (trimmed or never written)."""
+
+    @property
+    def at_end(self) -> bool:
+        """The log is finished and this reader has taken everything."""
+
+    @property
+    def summary(self) -> Summary | None: ...
+
+    @property
+    def next_seq(self) -> int: ...
+
+    def take(self) -> tuple[int, Sequence[Entry]]:
+        """What is available now, in a bounded chunk: (entries missed just before it, entries)."""
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until an entry may be available, the log ends, or ``timeout`` passes."""
+
+    def close(self) -> None:
+        """Release the reader; idempotent."""
+
+
+class LogWriter(Protocol):
+    """Where an operation's sink appends; it never blocks the operation."""
+
+    @property
+    def closed(self) -> bool:
+        """True once nothing more is accepted (the log ended, or nobody reads on)."""
+
+    @property
+    def records(self) -> int: ...
+
+    def append_log(self, created: float, levelno: int, levelname: str, name: str, message: str, line: str) -> None: ...
+
+    def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None: ...
+
+
+class JobLog(LogWriter, Protocol):
+    """A runner's end of one job in a store."""
+
+    #: Set when anyone, in any process, asks the job to stop.
+    cancel_event: threading.Event
+
+    def begin(self, started: float) -> bool:
+        """Mark the job running; False if it must not run (cancelled or ended while queued)."""
+
+    def finish(self, summary: Summary) -> bool:
+        """End the job; False (and nothing changes) if it had already ended."""
+
+    def close(self) -> None:
+        """Release what the log holds (threads, connections); after ``finish``."""
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """What the jobs app and the runners need from a store."""
+
+    def create(self, record: JobRecord) -> None:
+        """Keep a new job (its ``status`` is ``queued``); ``ValueError`` if its id is taken."""
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job's record as stored, or None if unknown or forgotten."""
+
+    def list(self) -> list[JobRecord]:
+        """Queued, running and recent jobs, newest first."""
+
+    def finish(self, job_id: str, summary: Summary) -> bool:
+        """End the job as ``summary`` says, if it has not ended; True if this call ended it."""
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask the job to stop (a queued one never starts). True if it was queued or running."""
+
+    def reader(self, job_id: str, since: int) -> LogReader:
+        """A cursor that reads the job's entries numbered above ``since``."""
+
+    def open_log(self, job_id: str) -> JobLog:
+        """The runner's end of the job's log."""
+
+
+class _Job:
+    """What :class:`MemoryStore` keeps per job: the record, its log and its cancel flag."""
+
+    __slots__ = ("cancel_event", "channel", "record")
+
+    def __init__(self, record: JobRecord, max_history: int) -> None:
+        self.record = record
+        self.channel = Channel(max_history, retain=True)
+        self.cancel_event = threading.Event()
+
+    def current(self) -> JobRecord:
+        """The record with the live figures of its log."""
+        channel = self.channel
+        last = channel.last_progress
+        progress = None if last is None else Progress(last.done, last.total, last.message or None)
+        return replace(
+            self.record,
+            records=channel.records,
+            first_seq=channel.first_seq,
+            next_seq=channel.next_seq,
+            progress=progress,
+        )
+
+
+class _MemoryLog:
+    """The runner's end of a job in a :class:`MemoryStore`: its channel, directly."""
+
+    def __init__(self, store: MemoryStore, job: _Job) -> None:
+        self._store = store
+        self._job = job
+        self.cancel_event = job.cancel_event
+        channel = job.channel
+        self.append_log = channel.append_log
+        self.append_progress = channel.append_progress
+
+    @property
+    def closed(self) -> bool:
+        return self._job.channel.closed
+
+    @property
+    def records(self) -> int:
+        return self._job.channel.records
+
+    def begin(self, started: float) -> bool:
+        return self._store._begin(self._job, started)
+
+    def finish(self, summary: Summary) -> bool:
+        return self._store.finish(self._job.record.id, summary)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryStore:
+    """Jobs in a dict in this process: one worker process, any number of threads.
+
+    - ``max_history`` (10000): entries each job's log keeps for viewers who
+      come later; older ones are dropped, and a reader that wanted them is told
+      how many it missed.
+    - ``keep_finished`` (3600): seconds a finished job stays listed and viewable.
+    - ``max_finished`` (100): finished jobs kept at most; the oldest go first.
+    """
+
+    def __init__(self, *, max_history: int = 10_000, keep_finished: float = 3600.0, max_finished: int = 100) -> None:
+        self.max_history, self.keep_finished, self.max_finished = check_store_options(
+            max_history=max_history, keep_finished=keep_finished, max_finished=max_finished
+        )
+        self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
 
-    def add(self, job: Job) -> None:
+    def create(self, record: JobRecord) -> None:
         with self._lock:
-            if job.id in self._jobs:
-                raise ValueError(f"job id {job.id!r} is already taken")
-            self._jobs[job.id] = job
+            if record.id in self._jobs:
+                raise ValueError(f"job id {record.id!r} is already taken")
+            self._jobs[record.id] = _Job(record, self.max_history)
             self._prune()
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
             self._prune()
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        return None if job is None else job.current()
 
-    def jobs(self) -> list[Job]:
+    def list(self) -> list[JobRecord]:
         with self._lock:
             self._prune()
-            return sorted(self._jobs.values(), key=lambda job: job.created, reverse=True)
+            held = list(self._jobs.values())
+        return sorted((job.current() for job in held), key=lambda record: record.created, reverse=True)
+
+    def finish(self, job_id: str, summary: Summary) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.record.finished:
+                return False
+            job.record = job.record.ended_with(summary)
+        job.cancel_event.set()  # whatever still runs for it is told to stop
+        job.channel.close(summary)
+        return True
+
+    def request_cancel(self, job_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.record.finished:
+                return False
+            job.record = replace(job.record, cancel_requested=True)
+            queued = job.record.status == "queued"
+        job.cancel_event.set()
+        if queued:
+            now = time.time()
+            self.finish(job_id, Summary("cancelled", now, now, 0))
+        return True
+
+    def reader(self, job_id: str, since: int) -> Reader:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job.channel.reader(since)
+
+    def open_log(self, job_id: str) -> JobLog:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return _MemoryLog(self, job)
+
+    def _begin(self, job: _Job, started: float) -> bool:
+        with self._lock:
+            if job.record.status != "queued" or job.cancel_event.is_set():
+                return False
+            job.record = replace(job.record, status="running", started=started)
+            return True
 
     def _prune(self) -> None:
         now = time.time()
-        finished = []
-        for job in self._jobs.values():
-            job.check_timeout()
-            ended = job.ended
-            if ended is not None:
-                finished.append((ended, job.id))
+        finished = [(job.record.ended or 0.0, job_id) for job_id, job in self._jobs.items() if job.record.finished]
         finished.sort()
         excess = len(finished) - self.max_finished
         for position, (ended, job_id) in enumerate(finished):
