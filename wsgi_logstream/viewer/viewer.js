@@ -12,6 +12,7 @@
   const OVERSCAN = 30;          // lines rendered beyond each edge of the viewport
   const MAX_ROWS = 400;         // rows in the page at most, whatever the viewport's size
   const MAX_PX = 3e7;           // beyond this a browser cannot lay out one element: positions are scaled
+  const SLICE_MS = 12;          // work done between two yields to the browser, in a long read or scan
 
   // A job's page (data-resumable on this script) reads the job as NDJSON; a plain stream's page
   // reads the HTML the server streams, since asking its URL again would run the operation again.
@@ -235,7 +236,7 @@
       seqs.push(seq);
       times.push(time === undefined ? NaN : time);
       if (seq > lastSeq) lastSeq = seq;
-      if (kind !== "pg" && matches(i)) push(i);
+      if (kind !== "pg" && scanned(i) && matches(i)) push(i);
       return i;
     }
 
@@ -245,7 +246,7 @@
       texts[i] = text;
       const shown = nrows > 0 && rows[nrows - 1] === i;
       if (shown) nrows -= 1;
-      if (matches(i)) push(i);
+      if (scanned(i) && matches(i)) push(i);
       forget(i);
     }
 
@@ -286,12 +287,27 @@
       nrows += 1;
     }
 
-    function rebuild() {
+    // Every row again (the filter changed). A million lines take longer than a frame, so the scan
+    // yields every SLICE_MS, the matches so far on the page; lines arriving meanwhile are scanned too.
+    let generation = 0, scanAt = -1;
+    async function rebuild() {
+      const mine = ++generation;
       nrows = 0;
-      for (let i = 0; i < texts.length; i++) if (kinds[i] !== "pg" && matches(i)) push(i);
       clear();
+      let budget = performance.now() + SLICE_MS;
+      for (scanAt = 0; scanAt < texts.length; scanAt++) {
+        if (kinds[scanAt] !== "pg" && matches(scanAt)) push(scanAt);
+        if ((scanAt & 1023) === 0 && performance.now() > budget) {
+          paint();
+          await breathe();
+          if (mine !== generation) return;  // a newer filter took over
+          budget = performance.now() + SLICE_MS;
+        }
+      }
+      scanAt = -1;
       paint();
     }
+    function scanned(i) { return scanAt < 0 || i < scanAt; }
 
     // Lines an entry takes: one per line break but a final one; a folded traceback takes one.
     function height(i) {
@@ -563,7 +579,7 @@
           if (banner.className === "lost") banner.hidden = true;
           const reader = response.body.getReader();
           const decoder = new TextDecoder();
-          let rest = "", budget = performance.now() + 25;
+          let rest = "", budget = performance.now() + SLICE_MS;
           for (;;) {
             const chunk = await reader.read();
             if (chunk.done) break;
@@ -573,8 +589,8 @@
               take(JSON.parse(text.slice(at, nl)));
               at = nl + 1;
               attempt = 0;
-              // Long histories arrive in big chunks: let the page breathe every 25 ms.
-              if (performance.now() > budget) { await breathe(); budget = performance.now() + 25; }
+              // Long histories arrive in big chunks: let the page breathe every SLICE_MS.
+              if (performance.now() > budget) { await breathe(); budget = performance.now() + SLICE_MS; }
             }
             rest = text.slice(at);  // a line the network has not finished: it comes whole, or again
             paint();
