@@ -71,6 +71,7 @@
     let rows = new Int32Array(4096), nrows = 0;   // the entries shown (the filter applied), in order
     let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
     let lastSeq = 0, tailNode = null, tailIndex = -1;
+    let generation = 0, scanAt = -1;              // the filter's scan: which one, and how far (-1: none)
     let following = true, needle = "", done = false;
     let target = null;  // the lines the URL's #L<seq> or #L<from>-L<to> names: scrolled to once they are here
     aim();
@@ -289,7 +290,6 @@
 
     // Every row again (the filter changed). A million lines take longer than a frame, so the scan
     // yields every SLICE_MS, the matches so far on the page; lines arriving meanwhile are scanned too.
-    let generation = 0, scanAt = -1;
     async function rebuild() {
       const mine = ++generation;
       nrows = 0;
