@@ -320,7 +320,7 @@
 
     // -- the window onto the log ---------------------------------------------------------
     // Rows [first, first + els.length) are in the page, each placed absolutely at its line.
-    let first = 0, els = [];
+    let first = 0, els = [], lastScale = 1;
 
     function paint() {
       if (!frame) frame = requestAnimationFrame(draw);
@@ -349,6 +349,11 @@
       const total = tops[nrows] * lineHeight;
       const scale = total > MAX_PX ? total / MAX_PX : 1;   // px of the log per px of the scroller
       view.style.height = `${total / scale}px`;
+      if (scale !== lastScale && !following) {
+        // The log outgrew the scroller and the scale changed: keep the reader on the same line.
+        main.scrollTop = view.offsetTop + ((main.scrollTop - view.offsetTop) * lastScale) / scale;
+      }
+      lastScale = scale;
       if (target && target.pending && (lastSeq >= target.from || done)) {
         // The linked line is here: put it a third of the way down, and stop following.
         target.pending = false;
