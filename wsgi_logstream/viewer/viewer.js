@@ -71,7 +71,7 @@
     let rows = new Int32Array(4096), nrows = 0;   // the entries shown (the filter applied), in order
     let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
     let lastSeq = 0, tailNode = null, tailIndex = -1;
-    let generation = 0, scanAt = -1;              // the filter's scan: which one, and how far (-1: none)
+    let generation = 0, scanAt = -1, timed = false;              // the filter's scan: which one, and how far (-1: none)
     let following = true, needle = "", done = false;
     let target = null;  // the lines the URL's #L<seq> or #L<from>-L<to> names: scrolled to once they are here
     aim();
@@ -236,6 +236,7 @@
       kinds.push(kind);
       seqs.push(seq);
       times.push(time === undefined ? NaN : time);
+      if (time !== undefined && !timed) { timed = true; view.classList.add("timed"); }  // a column for times
       if (seq > lastSeq) lastSeq = seq;
       if (kind !== "pg" && scanned(i) && matches(i)) push(i);
       return i;
