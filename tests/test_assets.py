@@ -309,3 +309,13 @@ def test_the_head_grows_only_with_the_title_and_the_asset_path() -> None:
     empty = len(page_head("", 0, resumable=True, assets="").encode())
     assert len(page_head("x" * 10, 0, resumable=True, assets="").encode()) == empty + 20
     assert len(page_head("", 0, resumable=True, assets="y" * 10).encode()) == empty + 20
+
+
+def test_the_scripts_state_is_declared_before_the_page_starts_reading() -> None:
+    # enhance() reads and may draw synchronously from its "start" section on: a `let` of its own
+    # declared further down would still be in its temporal dead zone then (a ReferenceError that
+    # left a plain stream's page empty once). node --check cannot see this; the layout can.
+    lines = (VIEWER / "viewer.js").read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if "-- start:" in line)
+    late = [n + 1 for n, line in enumerate(lines) if n > start and line.startswith("    let ")]
+    assert late == []

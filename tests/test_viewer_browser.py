@@ -111,7 +111,7 @@ class CutFirstPage:
         seen = 0
         try:
             for chunk in result:
-                starts = list(re.finditer(rb'<span class="r [a-z]+" data-seq="\d+">', chunk))
+                starts = list(re.finditer(rb'<span class="r [a-z]+" data-seq="\d+"[^>]*>', chunk))
                 if seen + len(starts) <= self.records:
                     seen += len(starts)
                     yield chunk

@@ -146,3 +146,34 @@ def test_the_page_shows_each_lines_time_in_the_readers_zone_or_in_utc_when_asked
             page.navigate("about:blank")
     finally:
         assert app.shutdown()
+
+
+@pytest.mark.servers
+def test_a_plain_stream_page_shows_its_lines_times_from_the_html_and_none_for_a_time_that_is_not_one(
+    page: Page,
+) -> None:
+    stamped = logging.getLogger("tests.viewer_time.stamped")
+
+    def target() -> None:
+        # A logger filter runs before the record is captured: it sets the time the page must show.
+        for created in (1796075671.5, float("nan")):
+
+            def stamp(record: logging.LogRecord, created: float = created) -> bool:
+                record.created = created
+                return True
+
+            stamped.addFilter(stamp)
+            try:
+                stamped.info("at %s", created)
+            finally:
+                stamped.removeFilter(stamp)
+
+    app = logstream(target, formatter="%(message)s")
+    with wsgiref_server(app) as url:
+        page.navigate(f"{url}/?format=html")
+        wait_for(page, "document.getElementById('end') !== null && document.querySelectorAll('#log > .r').length === 2")
+        rows = page.evaluate(
+            "Array.from(document.querySelectorAll('#log > .r'), (r) => [r.textContent, r.dataset.time ?? null])"
+        )
+        assert rows == [["at 1796075671.5\n", "03:24:31.500"], ["at nan\n", None]]  # Asia/Kolkata: UTC+05:30
+        page.navigate("about:blank")

@@ -353,6 +353,11 @@ def _level_class(levelno: int) -> str:
     return _LEVEL_CLASS.get(levelno) or ("d" if levelno < 20 else "i" if levelno < 30 else "w" if levelno < 40 else "e")
 
 
+def _data_time(epoch: float) -> str:
+    # The record's time for the page's script (shown in the reader's time zone), to the millisecond.
+    return f' data-t="{epoch:.3f}"' if math.isfinite(epoch) else ""
+
+
 class HtmlFormat(Format):
     """``text/html``: a document that streams and paints with JavaScript off."""
 
@@ -378,7 +383,7 @@ class HtmlFormat(Format):
         for entry in entries:
             if entry.kind == "log":
                 parts.append(
-                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}">'
+                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}"{_data_time(entry.created)}>'
                     f"{escape(visible(entry.line), quote=False)}\n</span>"
                 )
             else:

@@ -34,8 +34,8 @@ freeze the tab nor fill the DOM. It adds:
   such a link opens the page as any other;
 * times in the reader's time zone, or in UTC at a click on the header's
   switch (the choice kept in ``localStorage``): the start time in the header,
-  and each line's time in its gutter on a job's page (the NDJSON records
-  carry it; a plain stream's HTML does not, so its lines show none).
+  and each line's time in its gutter (from the NDJSON records on a job's
+  page, from each line's ``data-t`` on a plain stream's).
 
 Where the lines come from depends on the page. A plain stream's page has only
 its own document: the script watches ``<pre id="log">`` with a

@@ -71,7 +71,11 @@
     let rows = new Int32Array(4096), nrows = 0;   // the entries shown (the filter applied), in order
     let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
     let lastSeq = 0, tailNode = null, tailIndex = -1;
-    let generation = 0, scanAt = -1, timed = false;              // the filter's scan: which one, and how far (-1: none)
+    let generation = 0, scanAt = -1;              // the filter's scan: which one, and how far (-1: none)
+    let timed = false;                            // some entry has a time: #log has a column for times
+    // The window (declared here, before the first harvest may draw): rows [first, first + els.length)
+    // are in the page; lastScale is the scroller's scale at the last draw.
+    let first = 0, els = [], lastScale = 1;
     let following = true, needle = "", done = false;
     let target = null;  // the lines the URL's #L<seq> or #L<from>-L<to> names: scrolled to once they are here
     aim();
@@ -214,7 +218,7 @@
         } else {
           const text = node.textContent;
           if (node === tailNode) update(tailIndex, text);
-          else tailIndex = add(node.className, Number(node.dataset.seq) || 0, text);
+          else tailIndex = add(node.className, Number(node.dataset.seq) || 0, text, when(node.dataset.t));
           tailNode = complete ? null : node;
           if (complete) node.remove();
           added = true;
@@ -228,6 +232,11 @@
         showProgress(known ? p.value : null, known ? p.max : null, latest.textContent.trim());
       }
       if (added) paint();
+    }
+
+    function when(value) {
+      const t = value === undefined ? NaN : Number(value);
+      return Number.isFinite(t) ? t : undefined;
     }
 
     function add(kind, seq, text, time) {
@@ -320,8 +329,7 @@
     }
 
     // -- the window onto the log ---------------------------------------------------------
-    // Rows [first, first + els.length) are in the page, each placed absolutely at its line.
-    let first = 0, els = [], lastScale = 1;
+    // Rows [first, first + els.length) are in the page, each placed absolutely at its line (declared above).
 
     function paint() {
       if (!frame) frame = requestAnimationFrame(draw);
