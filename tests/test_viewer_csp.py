@@ -95,6 +95,15 @@ def _console_refusals(page: Page) -> list[str]:
     ]
 
 
+def _uncaught(page: Page) -> list[str]:
+    page.evaluate("0")  # collect the events that arrived meanwhile
+    return [
+        str(event["params"]["exceptionDetails"].get("exception", {}).get("description"))
+        for event in page.events
+        if event["method"] == "Runtime.exceptionThrown"
+    ]
+
+
 def _assert_enhanced_under_csp(page: Page) -> None:
     wait_for(page, ENHANCED)
     assert page.evaluate("window.__violations") == []
@@ -108,6 +117,7 @@ def _assert_inline_script_is_refused(page: Page) -> None:
     page.evaluate(
         "document.head.append(Object.assign(document.createElement('script'), {textContent: 'window.__ran = 1'}))"
     )
+    assert _uncaught(page) == []  # the page's own script threw nothing, all along
     wait_for(page, "window.__violations.length === 1")
     assert page.evaluate("window.__ran === undefined") is True
     assert page.evaluate("window.__violations[0]").startswith("script-src")
