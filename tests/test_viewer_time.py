@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Iterator
 
 import pytest
@@ -136,12 +136,12 @@ def test_the_page_shows_each_lines_time_in_the_readers_zone_or_in_utc_when_asked
             page.evaluate("document.getElementById('tz').click()")
             wait_for(page, "document.getElementById('tz').textContent === 'UTC'")
             wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
-            assert page.evaluate(rows) == {str(seq): _clock(t, timezone.utc) for seq, t in times.items()}
+            assert page.evaluate(rows) == {str(seq): _clock(t, UTC) for seq, t in times.items()}
             assert page.evaluate("document.querySelector('header time').textContent").endswith(" UTC")
             # The choice is kept: the page opened again shows UTC.
             page.navigate(f"{url}/{job.id}")
             wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
-            assert page.evaluate(rows) == {str(seq): _clock(t, timezone.utc) for seq, t in times.items()}
+            assert page.evaluate(rows) == {str(seq): _clock(t, UTC) for seq, t in times.items()}
             page.evaluate("localStorage.clear()")
             page.navigate("about:blank")
     finally:
