@@ -29,6 +29,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from .assets import asset_url
 from .errors import HttpError, Refused, unavailable
 from .hosting import threads_disabled_reason
 from .joblist import job_json, jobs_page
@@ -39,6 +40,7 @@ from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
 from .store import JobStore, MemoryStore
+from .viewer import CSP
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -234,6 +236,7 @@ class JobsApp:
                 base=self._base(environ),
                 allow_start=self.allow_start,
                 form_fields=fields,
+                stylesheet=asset_url(environ, "index.css"),
             )
             body = page.encode("utf-8", "backslashreplace")
             content_type = "text/html; charset=utf-8"
@@ -246,6 +249,7 @@ class JobsApp:
                 ("Vary", "Accept"),
                 ("X-Content-Type-Options", "nosniff"),
                 ("X-Frame-Options", "SAMEORIGIN"),
+                *([] if as_json else [("Content-Security-Policy", CSP)]),
             ],
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
