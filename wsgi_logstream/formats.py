@@ -366,12 +366,13 @@ class HtmlFormat(Format):
     # No framing by other sites (clickjacking); no inline script or style, so a strict policy costs nothing.
     headers = (("X-Frame-Options", "SAMEORIGIN"), ("Content-Security-Policy", CSP))
 
-    def __init__(self, *, resumable: bool = False, assets: str = ASSET_PREFIX) -> None:
+    def __init__(self, *, resumable: bool = False, assets: str = ASSET_PREFIX, actions: str = "") -> None:
         self.resumable = resumable  # a job: the page may reconnect over SSE and resume
         self.assets = assets  # the URL of the mount point's _assets/ as the page writes it (assets.asset_prefix)
+        self.actions = actions  # escaped markup for the header: a running job's cancel form
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(page_head(title, started, resumable=self.resumable, assets=self.assets))
+        return _utf8(page_head(title, started, resumable=self.resumable, assets=self.assets, actions=self.actions))
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = (

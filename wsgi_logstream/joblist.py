@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from .formats import summary_object
 from .record import JobRecord
 
-__all__ = ["job_json", "jobs_page"]
+__all__ = ["cancel_form", "job_json", "jobs_page"]
 
 
 def job_json(record: JobRecord) -> dict[str, Any]:
@@ -40,6 +40,14 @@ def job_json(record: JobRecord) -> dict[str, Any]:
         obj["summary"] = summary_object(summary, 0, record.next_seq)
         del obj["summary"]["dropped"]
     return obj
+
+
+def cancel_form(action: str, fields: Mapping[str, str]) -> str:
+    """The cancel button of a running job's page: a form that posts to ``action`` with ``fields`` hidden."""
+    return (
+        f'<form method=post action="{html.escape(action)}" class=cancel>{_hidden(fields)}'
+        "<button type=submit>Cancel</button></form>"
+    )
 
 
 def _hidden(fields: Mapping[str, str]) -> str:

@@ -221,12 +221,12 @@ class StreamRequest:
             raise HttpError(400, f"since={since} is beyond the newest event of this log ({newest})")
         return since
 
-    def make_format(self, *, ansi: bool, resumable: bool = False, since: int = 0) -> Format:
-        """The encoder this request asked for."""
+    def make_format(self, *, ansi: bool, resumable: bool = False, since: int = 0, actions: str = "") -> Format:
+        """The encoder this request asked for (``actions``: escaped markup for an HTML page's header)."""
         if self.format == "text":
             return TextFormat(ansi=ansi)
         if self.format == "html":
-            return HtmlFormat(resumable=resumable, assets=self.assets)
+            return HtmlFormat(resumable=resumable, assets=self.assets, actions=actions)
         if self.format == "sse":
             return SseFormat(detail=self.detail, last_id=since)
         return NdjsonFormat()

@@ -93,13 +93,16 @@ CSP = (
 _RESUMABLE = ' data-resumable="1"'
 
 
-def page_head(title: str, started: float, *, resumable: bool = False, assets: str = ASSET_PREFIX) -> str:
+def page_head(
+    title: str, started: float, *, resumable: bool = False, assets: str = ASSET_PREFIX, actions: str = ""
+) -> str:
     """Everything up to the opening ``<pre>`` the log lines stream into.
 
     ``resumable`` (a job) has the script read the job as NDJSON and resume it
     by sequence number after a cut. ``assets`` is the URL of the ``_assets/`` directory as the page should
     write it (:func:`wsgi_logstream.assets.asset_prefix` of the request; the
-    default suits an app at the site's root).
+    default suits an app at the site's root). ``actions`` is markup for the
+    header (a job's cancel form), built and escaped by the caller.
     """
     safe = html.escape(title)
     base = html.escape(assets)
@@ -110,7 +113,7 @@ def page_head(title: str, started: float, *, resumable: bool = False, assets: st
         '<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>{safe}</title>"
         f'<link rel=stylesheet href="{base}{load("viewer.css").hashed_name}"></head>\n'
-        f"<body><header><h1>{safe}</h1><span id=state>running</span><time>{when}</time></header>\n"
+        f"<body><header><h1>{safe}</h1><span id=state>running</span><time>{when}</time>{actions}</header>\n"
         f'<main><div><script src="{base}{load("viewer.js").hashed_name}"{_RESUMABLE if resumable else ""}></script>'
         '<pre id="log">\n'
     )
