@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import websocket
-from servers import Program, free_port, require_program, wait_until
+
+from tests.servers import Program, free_port, require_program, wait_until
 
 FLAGS = (
     "--headless",

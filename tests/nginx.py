@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import parse_qs
 
-from servers import ROOT, Program, RawClient, free_port, require_program
-
+from tests.servers import ROOT, Program, RawClient, free_port, require_program
 from wsgi_logstream import LogStreamMiddleware
 
 EXAMPLE_CONF = ROOT / "examples" / "nginx.conf"

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import pytest
-from servers import ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
+
+from tests.servers import ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
 
 EXAMPLES = ROOT / "examples"
 APP = "tests.apps.deploy_site:application"

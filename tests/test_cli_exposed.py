@@ -12,8 +12,8 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
-from servers import Program, RawClient, free_port, wait_until
 
+from tests.servers import Program, RawClient, free_port, wait_until
 from tests.test_cli_support import cli, python_command, read_ndjson
 from wsgi_logstream.auth import TokenAuth
 from wsgi_logstream.cli import main

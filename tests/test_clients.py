@@ -41,11 +41,11 @@ import pytest
 import requests
 import sseclient
 from httpx_sse import connect_sse
-from nginx import gunicorn_with
-from proxies import APP, CutRelay, program, start_job
-from servers import RawClient, wait_until, wsgiref_server
 
 from tests.apps.deploy_site import application
+from tests.nginx import gunicorn_with
+from tests.proxies import APP, CutRelay, program, start_job
+from tests.servers import RawClient, wait_until, wsgiref_server
 
 pytestmark = pytest.mark.servers
 

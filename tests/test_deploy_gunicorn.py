@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from nginx import assert_ended_ok, gunicorn_with, handshake
-from servers import RawClient, gunicorn, wait_until
+
+from tests.nginx import assert_ended_ok, gunicorn_with, handshake
+from tests.servers import RawClient, gunicorn, wait_until
 
 FORMATS = ["text", "html", "sse", "ndjson"]
 APP = "tests.apps.handshake:application"

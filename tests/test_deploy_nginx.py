@@ -23,8 +23,10 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from nginx import PAGE, Nginx, assert_ended_ok, gunicorn_with, handshake
-from servers import RawClient, wait_until
+
+from tests.nginx import PAGE, Nginx, assert_ended_ok, gunicorn_with, handshake
+from tests.servers import RawClient, wait_until
+from tests.wire import ndjson_objects
 
 FORMATS = ["text", "html", "sse", "ndjson"]
 APP = "tests.nginx:application"
@@ -168,7 +170,7 @@ def _round(url: str, tag: str, worker: psutil.Process) -> dict[str, tuple[int, f
         with RawClient(url, f"/release?key={tag}-*") as release:
             release.read_to_end()
         for key, client in zip(keys, clients, strict=True):
-            events = [json.loads(line) for line in client.read_to_end().decode().splitlines()]
+            events = ndjson_objects(client.read_to_end())
             messages = [event["message"] for event in events if event["event"] == "log"]
             assert len(messages) == 5, (key, events)
             assert all(key in message.split() for message in messages), (key, messages)

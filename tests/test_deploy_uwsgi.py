@@ -24,9 +24,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from nginx import Nginx, assert_ended_ok, handshake
-from proxies import EXAMPLES, GzipClient, Served, assert_held, post, program, start_job, uwsgi
-from servers import RawClient
+
+from tests.nginx import Nginx, assert_ended_ok, handshake
+from tests.proxies import EXAMPLES, GzipClient, Served, assert_held, post, program, start_job, uwsgi
+from tests.servers import RawClient
 
 FORMATS = ["text", "html", "sse", "ndjson"]
 BINDS = {"http": ("--http", "127.0.0.1:{port}"), "http-socket": ("--http-socket", "127.0.0.1:{port}")}

@@ -27,7 +27,8 @@ from django.test import Client, override_settings
 
 from examples.django_project.catalog.models import Product
 from examples.django_project.ops import reindex_jobs
-from tests.apps.core_client import logging_snapshot
+from tests.inproc import logging_snapshot
+from tests.wire import ndjson_objects
 from wsgi_logstream import jobs
 from wsgi_logstream.django import REQUEST, hook, stream_view
 
@@ -227,7 +228,7 @@ def test_the_hook_is_given_the_django_request_with_its_user() -> None:
 
 
 def test_a_django_hook_refuses_a_request_that_did_not_come_through_django() -> None:
-    from tests.apps.core_client import TestApp
+    from tests.inproc import TestApp
 
     app = jobs(lambda: None, authorize=hook(lambda request, action, job: True))
     reply = TestApp(app).get("/", status=403)
@@ -362,7 +363,7 @@ def test_a_job_resumes_after_the_line_a_viewer_had_through_django() -> None:
     django_site.release(k)
     with Stream(client("bob").get(f"{job}?format=ndjson")) as stream:
         whole = stream.read_to_end()
-    first = next(json.loads(line) for line in whole.splitlines() if b'"event":"log"' in line)
+    first = next(o for o in ndjson_objects(whole) if o["event"] == "log")
     with Stream(client("bob").get(f"{job}?format=ndjson&since={first['seq']}")) as stream:
         rest = stream.read_to_end()
     assert f"first {k}".encode() not in rest and f"second {k}".encode() in rest

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from nginx import EXAMPLES
-from servers import ROOT, Program, free_port, require_program
+
+from tests.browser import Chromium, Page, wait_for
+from tests.nginx import EXAMPLES
+from tests.servers import ROOT, Program, free_port, require_program
 
 pytestmark = pytest.mark.servers
 

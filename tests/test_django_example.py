@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from nginx import EXAMPLES, assert_ended_ok
-from servers import ROOT, Program, free_port, require_program
 
 from tests.apps.http_session import Session, hidden_field
+from tests.nginx import EXAMPLES, assert_ended_ok
+from tests.servers import ROOT, Program, free_port, require_program
 
 pytestmark = pytest.mark.servers
 _keys = itertools.count()

@@ -10,17 +10,17 @@ the target waits for the test to release it.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 from typing import Any, Iterator
 
 import pytest
 from flask.testing import FlaskClient
-from servers import wait_until
 
 from tests.apps import flask_site, gates
-from tests.apps.core_client import TestApp, logging_snapshot
+from tests.inproc import TestApp, logging_snapshot
+from tests.servers import wait_until
+from tests.wire import ndjson_objects
 from wsgi_logstream import jobs
 from wsgi_logstream.flask import MOUNTED, hook, owner
 
@@ -265,7 +265,7 @@ def test_a_job_resumes_after_the_line_a_viewer_had_through_flask() -> None:
     gates.release(k)
     with Stream(bob.get(f"{job}?format=ndjson", buffered=False)) as stream:
         whole = stream.read_to_end()
-    first = next(json.loads(line) for line in whole.splitlines() if b'"event":"log"' in line)
+    first = next(o for o in ndjson_objects(whole) if o["event"] == "log")
     with Stream(bob.get(f"{job}?format=ndjson&since={first['seq']}", buffered=False)) as stream:
         rest = stream.read_to_end()
     assert f"first {k}".encode() not in rest and f"second {k}".encode() in rest

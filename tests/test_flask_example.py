@@ -14,10 +14,10 @@ import sys
 from typing import Iterator
 
 import pytest
-from nginx import EXAMPLES, assert_ended_ok, gunicorn_with
-from servers import Program, free_port
 
 from tests.apps.http_session import Session, hidden_field
+from tests.nginx import EXAMPLES, assert_ended_ok, gunicorn_with
+from tests.servers import Program, free_port
 
 pytestmark = pytest.mark.servers
 _keys = itertools.count()

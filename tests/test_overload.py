@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 
-from tests.apps.core_client import call
+from tests.inproc import call
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.overload")

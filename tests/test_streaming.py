@@ -6,9 +6,9 @@ import urllib.request
 import uuid
 
 import pytest
-from servers import RawClient, gunicorn, wsgiref_server
 
 from tests.apps import handshake
+from tests.servers import RawClient, gunicorn, wsgiref_server
 
 FORMATS = ["text", "html", "sse", "ndjson"]
 

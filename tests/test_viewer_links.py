@@ -14,9 +14,9 @@ import threading
 from typing import Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import wait_until, wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import wait_until, wsgiref_server
 from wsgi_logstream import jobs
 
 pytestmark = pytest.mark.servers

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import wsgiref_server
 from wsgi_logstream import jobs
 
 pytestmark = pytest.mark.servers

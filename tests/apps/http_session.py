@@ -13,7 +13,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
 
-from servers import RawClient
+from tests.servers import RawClient
 
 __all__ = ["Answer", "Session", "hidden_field"]
 
