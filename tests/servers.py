@@ -280,7 +280,8 @@ class RawClient:
 
 def dechunk_body(data: bytes, *, complete: bool = True) -> bytes:
     """A chunked body's data; with ``complete`` it must end with the last chunk, else what has arrived so far."""
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while True:
         end = data.find(b"\r\n", pos)
         if end < 0:
@@ -323,7 +324,7 @@ def stuck_socket(url: str, path: str) -> socket.socket:
 def read_all(sock: socket.socket, timeout: float = 60) -> bytes:
     """Everything until the server closes the connection (head included)."""
     deadline = time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         assert time.monotonic() < deadline, "the stream did not end"
         chunk = sock.recv(1 << 20)

@@ -14,8 +14,8 @@ import pytest
 
 from tests.nginx import assert_ended_ok, gunicorn_with, handshake
 from tests.servers import RawClient, gunicorn, wait_until
+from tests.wire import FORMATS
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 APP = "tests.apps.handshake:application"
 
 

@@ -26,9 +26,8 @@ import pytest
 
 from tests.nginx import PAGE, Nginx, assert_ended_ok, gunicorn_with, handshake
 from tests.servers import RawClient, wait_until
-from tests.wire import ndjson_objects
+from tests.wire import FORMATS, ndjson_objects
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 APP = "tests.nginx:application"
 
 

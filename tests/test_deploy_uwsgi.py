@@ -28,8 +28,8 @@ import pytest
 from tests.nginx import Nginx, assert_ended_ok, handshake
 from tests.proxies import EXAMPLES, GzipClient, Served, assert_held, post, program, start_job, uwsgi
 from tests.servers import RawClient
+from tests.wire import FORMATS
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 BINDS = {"http": ("--http", "127.0.0.1:{port}"), "http-socket": ("--http-socket", "127.0.0.1:{port}")}
 
 pytestmark = pytest.mark.servers

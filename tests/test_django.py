@@ -28,11 +28,10 @@ from django.test import Client, override_settings
 from examples.django_project.catalog.models import Product
 from examples.django_project.ops import reindex_jobs
 from tests.inproc import logging_snapshot
-from tests.wire import ndjson_objects
+from tests.wire import FORMATS, ndjson_objects
 from wsgi_logstream import jobs
 from wsgi_logstream.django import REQUEST, hook, stream_view
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 _keys = itertools.count()
 
 

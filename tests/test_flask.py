@@ -20,11 +20,10 @@ from flask.testing import FlaskClient
 from tests.apps import flask_site, gates
 from tests.inproc import TestApp, logging_snapshot
 from tests.servers import wait_until
-from tests.wire import ndjson_objects
+from tests.wire import FORMATS, ndjson_objects
 from wsgi_logstream import jobs
 from wsgi_logstream.flask import MOUNTED, hook, owner
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 _keys = itertools.count()
 
 

@@ -82,9 +82,7 @@ def test_accept_header_negotiates_the_format(accept: str | None, expected: str) 
 def test_unknown_format_is_a_400_naming_the_accepted_values_and_runs_nothing() -> None:
     counter = CountingTarget("tests.formats")
     response = _app(counter).get("/?format=xml", status=400)
-    for name in MEDIA:
-        assert name in response.text
-    assert "xml" in response.text
+    assert response.text == "unknown format 'xml': use one of text, html, sse, ndjson\n"
     assert counter.runs == 0
 
 

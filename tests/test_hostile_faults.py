@@ -24,11 +24,10 @@ import pytest
 
 from tests.inproc import fetch
 from tests.servers import Program, RawClient, gunicorn, process_gone, stats, wait_until, wsgiref_server
-from tests.wire import ndjson_objects, records, summary
+from tests.wire import FORMATS, ndjson_objects, records, summary
 from wsgi_logstream import cancelled, logstream, wait_cancelled
 
 log = logging.getLogger("tests.hostile.faults")
-FORMATS = ["text", "html", "sse", "ndjson"]
 
 TRIED: Counter[str] = Counter()
 FIGURES: list[str] = []

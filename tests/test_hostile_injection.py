@@ -24,6 +24,7 @@ import pytest
 
 from tests.inproc import fetch
 from tests.wire import (
+    FORMATS,
     check_text,
     expected_json,
     expected_visible,
@@ -37,7 +38,6 @@ from wsgi_logstream.options import Options
 
 log = logging.getLogger("tests.hostile.injection")
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 
 #: One record each. The names say what each tries to break.
 HOSTILE: dict[str, str] = {

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from tests.apps.targets import CountingTarget
 from tests.inproc import fetch
 from tests.wire import (
+    FORMATS,
     check_text,
     expected_json,
     expected_text,
@@ -33,7 +34,6 @@ from tests.wire import (
 )
 from wsgi_logstream import logstream
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 LINE_FORMAT = "%(levelname)s|%(name)s|%(message)s"
 
 EXAMPLES = settings(

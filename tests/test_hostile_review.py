@@ -30,14 +30,13 @@ from hypothesis import strategies as st
 from tests.inproc import call
 from tests.servers import RawClient
 from tests.test_cli_support import cli, read_ndjson
-from tests.wire import ndjson_objects, parse_sse, parse_text, strict_json, summary
+from tests.wire import FORMATS, ndjson_objects, parse_sse, parse_text, strict_json, summary
 from wsgi_logstream import jobs, logstream
 from wsgi_logstream.channel import Channel, Summary
 from wsgi_logstream.formats import NdjsonFormat, SseFormat, TextFormat
 from wsgi_logstream.redact import DEFAULT_REDACTIONS
 
 log = logging.getLogger("tests.review")
-FORMATS = ("text", "html", "sse", "ndjson")
 
 
 def _body(app: Any, fmt: str, query: str = "") -> str:

@@ -17,13 +17,12 @@ import pytest
 
 from tests.inproc import TestApp, call
 from tests.servers import wait_until
-from tests.wire import ndjson_objects, parse_sse, records, summary
+from tests.wire import FORMATS, ndjson_objects, parse_sse, records, summary
 from wsgi_logstream import cancelled, jobs, progress, wait_cancelled
 from wsgi_logstream.jobs import JobHandle, JobsApp
 
 log = logging.getLogger("tests.jobs")
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -215,7 +214,7 @@ def test_since_beyond_the_end_is_400(make_app: Callable[..., JobsApp]) -> None:
     app = make_app(numbered(10))
     job = finished(app)
     reply = TestApp(app).get(f"/{job.id}?format=ndjson&since=12", status=400)
-    assert "12" in reply.text
+    assert reply.text == "since=12 is beyond the newest event of this log (11)\n"
 
 
 def test_a_running_job_refuses_a_since_past_its_last_line_and_serves_the_next_from_its_last(

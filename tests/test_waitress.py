@@ -16,8 +16,8 @@ import pytest
 
 from tests.nginx import assert_ended_ok, handshake
 from tests.servers import Program, RawClient, free_port, require_program
+from tests.wire import FORMATS
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 APP = "tests.apps.handshake:application"
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from tests.inproc import call
 from tests.servers import wait_until
+from tests.wire import summary
 from wsgi_logstream import logstream
 from wsgi_logstream.channel import Channel, Summary
 from wsgi_logstream.formats import TextFormat
@@ -49,7 +50,8 @@ def _validated(app: Any, query: str = "", **kwargs: Any) -> tuple[int, list[tupl
 def test_every_stream_passes_the_wsgi_validator(name: str, target: Callable[[], None]) -> None:
     code, _, body = _validated(logstream(target), f"format={name}")
     assert code == 200
-    assert body
+    end = summary(body, name)
+    assert (end["status"], end["records"]) == (("ok", 2) if target is two_lines else ("error", 1))
 
 
 @pytest.mark.parametrize(

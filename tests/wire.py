@@ -439,9 +439,9 @@ def summary(body: bytes, fmt: str) -> dict[str, Any]:
             end = ndjson_objects(body)[-1]
             assert end["event"] == "end", f"the last object is not the end: {end}"
         else:
-            last = parse_sse(body).events[-1]
-            assert last.type == "end", f"the last event is not the end: {last}"
-            end = strict_json(last.data)
+            event = parse_sse(body).events[-1]
+            assert event.type == "end", f"the last event is not the end: {event}"
+            end = strict_json(event.data)
         return {"error": None, "traceback": "", **end}
     if fmt == "html":
         doc = parse_html(body)
