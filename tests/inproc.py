@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from webtest import TestApp
 
-__all__ = ["Call", "TestApp", "call", "environ_for", "fetch", "logging_snapshot", "snapshot"]
+__all__ = ["Call", "Chunks", "TestApp", "call", "environ_for", "fetch", "logging_snapshot", "snapshot"]
 
 
 def environ_for(
@@ -57,43 +57,15 @@ def environ_for(
     return environ
 
 
-class Call:
-    """One request made in-process: its status, headers and body, read chunk by chunk or to the end."""
+class Chunks:
+    """A response body read as a server reads it: chunk by chunk (``next``, ``read_until``) or to the end,
+    then closed once; for a WSGI iterable (:class:`Call`) or a framework's streamed response."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any], *, validate: bool = True) -> None:
-        self.environ = environ
-        self.status = ""
-        self.headers: list[tuple[str, str]] = []
-        self.result = (validator(app) if validate else app)(environ, self._start_response)
-        self._iterator: Iterator[bytes] = iter(self.result)
+    def __init__(self, iterable: Iterable[bytes], close: Callable[[], object] | None = None) -> None:
+        self._iterator: Iterator[bytes] = iter(iterable)
+        self._close = close
         self.chunks: list[bytes] = []
         self.closed = False
-
-    def _start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        self.status = status
-        self.headers = list(headers)
-
-        def write(data: bytes) -> None:
-            raise AssertionError("the app used the legacy write() callable")
-
-        return write
-
-    @property
-    def code(self) -> int:
-        """The status code (``status`` is the whole status line)."""
-        return int(self.status.split()[0])
-
-    def header(self, name: str) -> str | None:
-        """The one value of header ``name`` (any case), ``None`` when absent; fails if it was sent twice."""
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        assert len(values) <= 1, f"header {name} sent {len(values)} times"
-        return values[0] if values else None
-
-    @property
-    def content_type(self) -> str:
-        return self.header("Content-Type") or ""
 
     def next(self) -> bytes:
         """The next chunk (the server's ``next()``), which may block until there is one."""
@@ -126,19 +98,58 @@ class Call:
         return b"".join(self.chunks)
 
     def close(self) -> None:
-        """Close the iterable once, as a server does (tests that close twice call ``result.close()``)."""
+        """Close once, as a server does (tests that close twice call ``result.close()``)."""
         if self.closed:
             return
         self.closed = True
-        close = getattr(self.result, "close", None)
-        if close is not None:
-            close()
+        if self._close is not None:
+            self._close()
 
-    def __enter__(self) -> Call:
+    def __enter__(self) -> Chunks:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Call(Chunks):
+    """One request made in-process: its status, headers and body, read chunk by chunk or to the end."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any], *, validate: bool = True) -> None:
+        self.environ = environ
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.result = (validator(app) if validate else app)(environ, self._start_response)
+        super().__init__(self.result, getattr(self.result, "close", None))
+
+    def _start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        self.status = status
+        self.headers = list(headers)
+
+        def write(data: bytes) -> None:
+            raise AssertionError("the app used the legacy write() callable")
+
+        return write
+
+    @property
+    def code(self) -> int:
+        """The status code (``status`` is the whole status line)."""
+        return int(self.status.split()[0])
+
+    def header(self, name: str) -> str | None:
+        """The one value of header ``name`` (any case), ``None`` when absent; fails if it was sent twice."""
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        assert len(values) <= 1, f"header {name} sent {len(values)} times"
+        return values[0] if values else None
+
+    @property
+    def content_type(self) -> str:
+        return self.header("Content-Type") or ""
+
+    def __enter__(self) -> Call:
+        return self
 
 
 def call(
@@ -157,19 +168,9 @@ def call(
     return Call(app, {**environ_for(path, query, method, headers, body), **(extra or {})}, validate=validate)
 
 
-def fetch(
-    app: Callable[..., Iterable[bytes]],
-    query: str = "",
-    *,
-    path: str = "/",
-    method: str = "GET",
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-    extra: dict[str, Any] | None = None,
-    validate: bool = True,
-) -> Call:
-    """:func:`call`, read to the end and closed: ``.code``, ``.header()`` and the whole ``.body``."""
-    done = call(app, query, path=path, method=method, headers=headers, body=body, extra=extra, validate=validate)
+def fetch(app: Callable[..., Iterable[bytes]], query: str = "", **options: Any) -> Call:
+    """:func:`call` (same ``options``), read to the end and closed: ``.code``, ``.header()`` and the whole ``.body``."""
+    done = call(app, query, **options)
     done.read_to_end()
     return done
 

@@ -125,12 +125,6 @@ class CutFirstPage:
                 close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
 def page(browser: Chromium) -> Iterator[Page]:
     with browser.new_page() as tab:

@@ -72,12 +72,6 @@ http {
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
 def page(browser: Chromium) -> Iterator[Page]:
     with browser.new_page() as tab:

@@ -67,12 +67,6 @@ ENDED = "document.getElementById('banner') !== null && !document.getElementById(
 LAST_ROW = "document.querySelector('#log > :last-child')?.textContent"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
 def page(browser: Chromium) -> Iterator[Page]:
     with browser.new_page() as tab:

@@ -44,12 +44,6 @@ LAST_ROW = "document.querySelector('#log > :last-child').textContent"
 SET_FILTER = "(() => { const f = document.getElementById('filter'); f.value = 'NEEDLE'; f.dispatchEvent(new Event('input')); })()"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
 def page(browser: Chromium) -> Iterator[Page]:
     with browser.new_page() as tab:

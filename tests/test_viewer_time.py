@@ -92,12 +92,6 @@ def test_the_fast_json_of_a_record_is_its_exact_json_time_included() -> None:
 # -- the page --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
 def page(browser: Chromium) -> Iterator[Page]:
     with browser.new_page() as tab:
