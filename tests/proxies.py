@@ -152,7 +152,11 @@ def python_path_env() -> dict[str, str]:
 
 
 class GzipClient(RawClient):
-    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far (a sync-flushed gzip stream)."""
+    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far.
+
+    Proxies that compress (nginx, Caddy, Apache) sync-flush each chunk, so the bytes received so far always
+    decompress to every line sent so far.
+    """
 
     @property
     def body(self) -> bytes:

@@ -25,25 +25,11 @@ import psutil
 import pytest
 
 from tests.nginx import PAGE, Nginx, assert_ended_ok, gunicorn_with, handshake
+from tests.proxies import GzipClient
 from tests.servers import RawClient, wait_until
 from tests.wire import FORMATS, ndjson_objects
 
 APP = "tests.nginx:application"
-
-
-class GzipClient(RawClient):
-    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far.
-
-    nginx sync-flushes each chunk, so the bytes received so far always
-    decompress to every line sent so far.
-    """
-
-    @property
-    def body(self) -> bytes:
-        raw = super().body
-        if self.headers.get("content-encoding") != "gzip":
-            return raw
-        return zlib.decompressobj(wbits=31).decompress(raw)
 
 
 @pytest.fixture(scope="module")

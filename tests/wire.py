@@ -427,13 +427,14 @@ def _summary_line(text: str) -> dict[str, Any]:
     }
 
 
-def summary(body: bytes, fmt: str) -> dict[str, Any]:
+def summary(body: bytes | str, fmt: str) -> dict[str, Any]:
     """The end of a whole stream as its reader finds it: ``status``, ``error`` (``None`` when there is none),
     ``elapsed``, ``records``, ``dropped`` and ``traceback`` (``""`` when there is none).
 
     NDJSON and SSE carry the end object itself (with any other keys it has); text and HTML carry one line a
     person reads, which must be the stream's last and match ``formats.summary_text`` exactly.
     """
+    body = body.encode("utf-8") if isinstance(body, str) else body
     if fmt in ("ndjson", "sse"):
         if fmt == "ndjson":
             end = ndjson_objects(body)[-1]
