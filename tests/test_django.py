@@ -29,6 +29,7 @@ from examples.django_project.catalog.models import Product
 from examples.django_project.ops import reindex_jobs
 from tests.apps.gates import read_live
 from tests.inproc import Chunks, logging_snapshot
+from tests.servers import wait_until
 from tests.wire import FORMATS, ndjson_objects, records, summary
 from wsgi_logstream import jobs
 from wsgi_logstream.django import REQUEST, hook, stream_view
@@ -286,8 +287,6 @@ def test_closing_the_response_closes_the_stream_and_cancels_its_operation() -> N
     with streamed(client("bob").get(f"/t/stream/?key={k}")) as stream:
         stream.read_until(f"first {k}".encode())
     # on_disconnect="cancel": the target's wait_cancelled() turned true when Django closed the response.
-    from servers import wait_until
-
     wait_until(lambda: django_site.stream.running == 0, 10, "the operation to end")
     assert django_site.runs[k] == 1
 
