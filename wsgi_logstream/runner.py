@@ -32,10 +32,12 @@ mid-job leaves a job that every viewer sees end as ``lost``.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import threading
 import time
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Union, runtime_checkable
 from urllib.parse import parse_qsl
 
 from .channel import Summary
@@ -44,7 +46,19 @@ from .options import Options
 from .record import JobRecord, due_ending
 from .store import JobStore
 
-__all__ = ["RUN_OPTIONS", "PayloadError", "Runner", "new_job", "payload_from_environ", "run_job"]
+__all__ = [
+    "RUN_OPTIONS",
+    "PayloadError",
+    "Runner",
+    "StoreSource",
+    "new_job",
+    "payload_from_environ",
+    "per_process_store",
+    "run_job",
+]
+
+#: A store, or a function that makes one: called once in each worker process that needs it.
+StoreSource = Union[JobStore, Callable[[], JobStore]]
 
 #: The options :func:`run_job` takes: how records are chosen, written and reported.
 RUN_OPTIONS = ("level", "loggers", "formatter", "redact", "traceback")
@@ -141,6 +155,36 @@ def payload_from_environ(environ: Mapping[str, Any], record: JobRecord) -> dict[
             415,
         )
     return payload
+
+
+def per_process_store(source: StoreSource) -> Callable[[], JobStore]:
+    """A function giving ``source``'s store, made once per process if ``source`` is a function.
+
+    Task queues fork their workers (Celery's prefork pool, RQ's work horse):
+    a store holding connections or threads must not cross a ``fork``, so a
+    worker's tasks take a function that makes the store, called in the
+    process that runs the task, the first time it is needed.
+    """
+    if isinstance(source, JobStore):
+        return lambda: source
+    if not callable(source):
+        raise TypeError(f"store must be a JobStore or a function returning one, got {source!r}")
+    made: dict[int, JobStore] = {}
+    lock = threading.Lock()
+
+    def get() -> JobStore:
+        pid = os.getpid()
+        with lock:
+            store = made.get(pid)
+            if store is None:
+                store = source()
+                if not isinstance(store, JobStore):
+                    raise TypeError(f"the store function {source!r} returned {store!r}, not a JobStore")
+                made.clear()  # a store of the parent process is not ours to use
+                made[pid] = store
+            return store
+
+    return get
 
 
 def _run_options(options: Options | Mapping[str, Any] | None) -> Options:
