@@ -1,0 +1,41 @@
+"""The web side of the queue tests: jobs at ``/celery/`` and ``/rq/`` handed to the workers.
+
+gunicorn imports it as ``tests.apps.queue_site:application``; each worker
+process makes its own store client (``queue_tasks.make_store``). ``/pid``
+answers the serving process's id, so a test knows which processes it kills.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterable
+
+from redis import Redis
+from rq import Queue
+
+from tests.apps.queue_tasks import BROKER, OPTIONS, celery_operation, make_store, rq_operation
+from wsgi_logstream import LogStreamMiddleware, jobs
+from wsgi_logstream.celery import CeleryRunner
+from wsgi_logstream.rq import RQRunner
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+RQ_QUEUE = "logstream"
+
+store = make_store()
+celery_jobs = jobs(celery_operation, store=store, runner=CeleryRunner(celery_operation), title="Celery job", **OPTIONS)
+rq_queue = Queue(RQ_QUEUE, connection=Redis.from_url(BROKER))
+rq_jobs = jobs(rq_operation, store=store, runner=RQRunner(rq_queue, rq_operation), title="RQ job", **OPTIONS)
+
+
+def _site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") == "/pid":
+        body = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+    return [b"not found\n"]
+
+
+application = LogStreamMiddleware(_site, {"/celery": celery_jobs, "/rq": rq_jobs})

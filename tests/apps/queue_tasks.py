@@ -1,0 +1,90 @@
+"""A Celery task and an RQ job that the queue tests hold and release: imported by the workers and the web.
+
+Configured by the environment the test gives every process it starts:
+
+- ``LOGSTREAM_STORE``: ``redis://...`` (the Redis store) or ``dict://127.0.0.1:PORT``
+  (``served_store.py``);
+- ``LOGSTREAM_BROKER``: the Redis URL of Celery's broker and RQ's queue;
+- ``LOGSTREAM_HOLD``: a directory. The operation logs ``first <key> pid=<pid>``
+  and then waits (at most 60 s) for the file ``<key>`` to appear there, which
+  the test creates only after its viewers have seen that line: a pass proves
+  the line was streamed while the operation was blocked. Then it logs
+  ``second <key>`` and ``line 1..3 of <key>``. A cancel while it waits makes
+  it log ``cancelled <key> after <seconds>`` (from the cancel file the test
+  writes, to measure how long the cancel took to arrive) and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from wsgi_logstream import cancelled, wait_cancelled
+from wsgi_logstream.celery import logstream_task
+from wsgi_logstream.rq import logstream_job
+from wsgi_logstream.store import JobStore
+
+log = logging.getLogger("tests.queue.task")
+STORE_URL = os.environ.get("LOGSTREAM_STORE", "")
+BROKER = os.environ.get("LOGSTREAM_BROKER", "redis://127.0.0.1:6379/0")
+HOLD = Path(os.environ.get("LOGSTREAM_HOLD", "/nonexistent"))
+#: How long a worker's lease lasts without renewal (the Redis store's option).
+LEASE = float(os.environ.get("LOGSTREAM_LEASE", "3"))
+OPTIONS = {"formatter": "%(levelname)s %(name)s: %(message)s"}
+
+
+def make_store() -> JobStore:
+    """The store every process of the test deployment shares."""
+    if STORE_URL.startswith("dict://"):
+        from tests.apps.served_store import connect
+
+        return connect(STORE_URL)
+    from wsgi_logstream.redis import RedisStore  # type: ignore[import-not-found,unused-ignore]
+
+    store: JobStore = RedisStore(STORE_URL, lease=LEASE)
+    return store
+
+
+celery_app = Celery("tests.apps.queue_tasks", broker=BROKER)
+celery_app.conf.update(
+    broker_connection_retry_on_startup=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    worker_send_task_events=False,
+)
+
+
+def operation(payload: dict[str, Any]) -> None:
+    key = payload["form"].get("key") or payload["query"].get("key", "k")
+    log.info("first %s pid=%d", key, os.getpid())
+    release = HOLD / key
+    deadline = time.monotonic() + 60
+    while not release.exists():
+        if wait_cancelled(0.02):
+            asked = HOLD / f"{key}.cancel-asked"
+            after = time.time() - float(asked.read_text()) if asked.exists() else float("nan")
+            log.info("cancelled %s after %.3f", key, after)
+            return
+        if time.monotonic() > deadline:
+            log.error("never released %s", key)
+            return
+    log.info("second %s cancelled=%s", key, cancelled())
+    for number in (1, 2, 3):
+        log.info("line %d of %s", number, key)
+
+
+@logstream_task(celery_app, store=make_store, options=OPTIONS)
+def celery_operation(payload: dict[str, Any]) -> None:
+    """The operation as a Celery task."""
+    operation(payload)
+
+
+@logstream_job(store=make_store, options=OPTIONS)
+def rq_operation(payload: dict[str, Any]) -> None:
+    """The operation as an RQ job."""
+    operation(payload)
