@@ -17,7 +17,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import IO
 
@@ -74,9 +73,9 @@ class Worker:
 class Deployment:
     """Two gunicorn instances of ``app`` (``workers`` processes each) behind nginx, on one Redis.
 
-    ``store`` is ``"redis"`` (the Redis store, in database 1 of the same
-    server) or ``"dict"`` (``tests/apps/served_store.py``). Workers are
-    started by :meth:`start_celery` and :meth:`start_rq`.
+    Celery's broker and RQ's queue are in database 0, the jobs (the Redis
+    store) in database 1. Workers are started by :meth:`start_celery` and
+    :meth:`start_rq`.
     """
 
     def __init__(
@@ -86,7 +85,6 @@ class Deployment:
         app: str,
         tasks: str,
         rq_queue: str,
-        store: str = "redis",
         workers: int = 2,
         lease: float = 3.0,
     ) -> None:
@@ -103,13 +101,7 @@ class Deployment:
         try:
             self.redis: RedisServer = self._stack.enter_context(start_redis(tmp / "redis"))
             broker = f"redis://127.0.0.1:{self.redis.port}/0"
-            if store == "redis":
-                store_url = f"redis://127.0.0.1:{self.redis.port}/1"
-            else:
-                port = free_port()
-                served = Program([sys.executable, str(ROOT / "tests" / "apps" / "served_store.py"), str(port)], port)
-                self._stack.callback(served.stop)
-                store_url = f"dict://127.0.0.1:{port}"
+            store_url = f"redis://127.0.0.1:{self.redis.port}/1"
             self.env = _env(
                 {
                     "LOGSTREAM_STORE": store_url,

@@ -2,8 +2,8 @@
 
 Configured by the environment the test gives every process it starts:
 
-- ``LOGSTREAM_STORE``: ``redis://...`` (the Redis store) or ``dict://127.0.0.1:PORT``
-  (``served_store.py``);
+- ``LOGSTREAM_STORE``: the Redis URL of the jobs (the Redis store);
+- ``LOGSTREAM_LEASE``: the store's lease, in seconds;
 - ``LOGSTREAM_BROKER``: the Redis URL of Celery's broker and RQ's queue;
 - ``LOGSTREAM_HOLD``: a directory. The operation logs ``first <key> pid=<pid>``
   and then waits (at most 60 s) for the file ``<key>`` to appear there, which
@@ -26,6 +26,7 @@ from celery import Celery
 
 from wsgi_logstream import cancelled, wait_cancelled
 from wsgi_logstream.celery import logstream_task
+from wsgi_logstream.redis import RedisStore
 from wsgi_logstream.rq import logstream_job
 from wsgi_logstream.store import JobStore
 
@@ -40,14 +41,7 @@ OPTIONS = {"formatter": "%(levelname)s %(name)s: %(message)s"}
 
 def make_store() -> JobStore:
     """The store every process of the test deployment shares."""
-    if STORE_URL.startswith("dict://"):
-        from tests.apps.served_store import connect
-
-        return connect(STORE_URL)
-    from wsgi_logstream.redis import RedisStore  # type: ignore[import-not-found,unused-ignore]
-
-    store: JobStore = RedisStore(STORE_URL, lease=LEASE)
-    return store
+    return RedisStore(STORE_URL, lease=LEASE)
 
 
 celery_app = Celery("tests.apps.queue_tasks", broker=BROKER)
