@@ -210,6 +210,8 @@ class Options:
                 values[flag] = _flag(flag, kwargs[flag])
         if "redact" in kwargs:
             values["redact"] = redactor(kwargs["redact"])
+            if values["redact"] is not None and "title" in values:  # shown in every format and the job list
+                values["title"] = values["redact"](values["title"])
         if "authorize" in kwargs:
             values["authorize"] = _callable_or_none("authorize", kwargs["authorize"])
         if "allowed_origins" in kwargs:
