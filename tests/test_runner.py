@@ -1,8 +1,9 @@
 """``run_job`` and the ``runner`` option of ``jobs()``: a job run by whoever can reach the store.
 
-Every test runs against :class:`MemoryStore` and against the test store that
-keeps nothing but plain data in another process (``tests/apps/dict_store.py``),
-so what ``run_job`` needs of a store is the store interface and nothing more.
+Every test runs against each store of the contract suite: :class:`MemoryStore`,
+the test store that keeps nothing but plain data in another process
+(``tests/apps/dict_store.py``) and the Redis store on a real redis-server, so
+what ``run_job`` needs of a store is the store interface and nothing more.
 The "worker" here is a thread of the test; the Celery and RQ tests run the
 same function in real worker processes.
 """
@@ -14,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from servers import wait_until
@@ -26,17 +27,15 @@ from wsgi_logstream.record import JobRecord
 from wsgi_logstream.runner import Runner, new_job, payload_from_environ, run_job
 from wsgi_logstream.store import JobStore, MemoryStore
 
-from .test_store_contract import STORES
+from .test_store_contract import MakeStore, make_store, redis_server  # noqa: F401 - fixtures
 
 log = logging.getLogger("tests.runner")
 
 
-@pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest) -> Iterator[JobStore]:
-    factory = STORES[request.param]()
-    yield next(factory)
-    for _ in factory:  # the store's clean-up
-        pass
+@pytest.fixture
+def store(make_store: MakeStore) -> JobStore:  # noqa: F811 - the imported fixture, by name
+    """Each store of the contract suite: memory, plain data in another process, Redis."""
+    return make_store()
 
 
 def _lines(store: JobStore, job_id: str) -> list[str]:
