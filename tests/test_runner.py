@@ -293,9 +293,25 @@ def test_a_cancel_posted_for_a_queued_job_ends_it_and_the_worker_then_skips_it(s
     assert run_job(store, job_id, _never_called) is None
 
 
-def test_jobs_refuses_a_runner_without_submit() -> None:
+def test_jobs_refuses_a_runner_without_submit_and_max_concurrent_beside_a_runner() -> None:
     with pytest.raises(TypeError, match="runner must have a submit"):
         jobs(_never_called, runner=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max_concurrent"):
+        jobs(_never_called, runner=ListRunner(), max_concurrent=2)
+
+
+def test_a_handle_of_a_queued_job_waits_for_the_worker_through_the_store(store: JobStore) -> None:
+    runner = ListRunner()
+    app = jobs(_never_called, store=store, runner=runner)
+    handle = app.start({"QUERY_STRING": "n=1"})
+    assert handle.status == "queued" and not handle.wait(0.05)
+    assert len(runner.submitted) == 1
+    payload = runner.submitted[0][2]
+    assert payload["job_id"] == handle.id and payload["query"] == {"n": "1"}
+    worker, _result = _in_worker(lambda: run_job(store, handle.id, lambda: log.info("ran")))
+    assert handle.wait(10)
+    worker.join(10)
+    assert handle.status == "ok"
 
 
 def test_payload_from_environ_is_plain_json_data() -> None:

@@ -276,10 +276,12 @@ def test_a_job_cancelled_while_queued_never_starts(deployment: Deployment, kind:
 @pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_of_the_worker_running_a_job_ends_every_viewer_with_lost(deployment: Deployment, kind: str) -> None:
     key = f"killed-{kind}"
-    worker = _worker(deployment, kind)
     job_id = _start_job(deployment, kind, key)
     path = f"/{kind}/{job_id}"
-    viewers = [Viewer(deployment.url(0), path, "sse"), Viewer(deployment.url(1), path, "ndjson")]
+    # One viewer came while the job was queued (no lease yet), one after the worker took it.
+    viewers = [Viewer(deployment.url(0), path, "sse")]
+    worker = _worker(deployment, kind)
+    viewers.append(Viewer(deployment.url(1), path, "ndjson"))
     try:
         for viewer in viewers:
             viewer.read_until(f"first {key}")

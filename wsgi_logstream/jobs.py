@@ -394,7 +394,7 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
       :class:`~wsgi_logstream.runner.Runner` that hands each new job to a task
       queue (:class:`~wsgi_logstream.celery.CeleryRunner`,
       :class:`~wsgi_logstream.rq.RQRunner`). ``target`` is then not called
-      here; ``max_concurrent`` does not apply (the queue's workers limit it).
+      here, and ``max_concurrent`` is refused (the queue's workers limit it).
     """
     unknown = set(options) - set(JobsOptions.__annotations__) - set(Options.__dataclass_fields__)
     if unknown:
@@ -417,6 +417,8 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
         names = ", ".join(sorted(store_options))
         raise TypeError(f"{names}: options of the store; with store= given, pass them to the store instead")
     runner = given.get("runner")
+    if runner is not None and parsed.max_concurrent is not None:
+        raise TypeError("max_concurrent limits jobs run in this process; with runner=, the queue's workers limit them")
     if runner is not None and not isinstance(runner, Runner):
         raise TypeError(
             f"runner must have a submit(store, record, payload) method (see wsgi_logstream.runner), got {runner!r}"

@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
+import psutil
 from nginx import Nginx
 from redis_server import RedisServer, start_redis
 from servers import ROOT, Program, free_port, require_program, wait_until
@@ -57,7 +58,15 @@ class Worker:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        """Signal the worker's whole process group (its pool children too) and wait for it."""
+        """Signal the worker's whole process group (its pool children too) and wait for it.
+
+        RQ's work horse has a process group of its own: any child still alive
+        after the worker is gone is killed by its id.
+        """
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
@@ -67,6 +76,10 @@ class Worker:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+                child.wait(timeout)
         self._file.close()
 
 
