@@ -6,6 +6,7 @@ Configured by the environment the test gives every process it starts:
 - ``LOGSTREAM_LEASE``: the store's lease, in seconds;
 - ``LOGSTREAM_BROKER``: the Redis URL of Celery's broker and RQ's queue;
 - ``LOGSTREAM_HOLD``: a directory. The operation logs ``first <key> pid=<pid>``
+  and ``detail <key>`` (DEBUG: the job captures it, the workers' INFO logs must not show it),
   and then waits (at most 60 s) for the file ``<key>`` to appear there, which
   the test creates only after its viewers have seen that line: a pass proves
   the line was streamed while the operation was blocked. Then it logs
@@ -36,7 +37,7 @@ BROKER = os.environ.get("LOGSTREAM_BROKER", "redis://127.0.0.1:6379/0")
 HOLD = Path(os.environ.get("LOGSTREAM_HOLD", "/nonexistent"))
 #: How long a worker's lease lasts without renewal (the Redis store's option).
 LEASE = float(os.environ.get("LOGSTREAM_LEASE", "3"))
-OPTIONS = {"formatter": "%(levelname)s %(name)s: %(message)s"}
+OPTIONS = {"formatter": "%(levelname)s %(name)s: %(message)s", "level": "DEBUG"}
 
 
 def make_store() -> JobStore:
@@ -56,6 +57,7 @@ celery_app.conf.update(
 def operation(payload: dict[str, Any]) -> None:
     key = payload["form"].get("key") or payload["query"].get("key", "k")
     log.info("first %s pid=%d", key, os.getpid())
+    log.debug("detail %s", key)  # below the workers' own level: the job's alone
     release = HOLD / key
     deadline = time.monotonic() + 60
     while not release.exists():
