@@ -1,9 +1,8 @@
-"""The cross-site guard (issue 11, item 1): a browser request from another origin may not start, cancel or run.
+"""The cross-site guard: a browser request from another origin may not start, cancel or run anything.
 
 ``guard.cross_site_refusal`` decides from the environ alone; these tests go
-through each rule of its docstring. The end-to-end tests at the bottom need the
-guard wired into the request pipeline (the lead's part); until that is on main
-they are strict xfails, so the day the wiring lands they must be un-marked.
+through each rule of its docstring. The end-to-end tests at the bottom go
+through ``logstream()`` and ``jobs()``, where the pipeline asks the guard.
 """
 
 from __future__ import annotations
@@ -200,7 +199,6 @@ def test_normalise_origins_agrees_with_the_allowed_origins_option() -> None:
 
 # -- end to end: the guard in the pipeline (wired by the lead) ---------------------------------------
 
-WIRED = pytest.mark.xfail(strict=True, reason="wired by the lead")
 CROSS_SITE_FORM = {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example", "Sec-Fetch-Mode": "navigate"}
 CROSS_SITE_IMAGE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
 
@@ -214,7 +212,6 @@ def _counting() -> tuple[list[int], Any]:
     return runs, target
 
 
-@WIRED
 def test_a_cross_site_form_post_starts_no_job() -> None:
     runs, target = _counting()
     app = jobs(target)
@@ -227,7 +224,6 @@ def test_a_cross_site_form_post_starts_no_job() -> None:
         app.shutdown()
 
 
-@WIRED
 def test_a_cross_site_post_cancels_no_job() -> None:
     release = threading.Event()
     app = jobs(lambda: release.wait(10))
@@ -243,7 +239,6 @@ def test_a_cross_site_post_cancels_no_job() -> None:
         app.shutdown()
 
 
-@WIRED
 def test_a_cross_site_image_runs_no_plain_stream_target() -> None:
     runs, target = _counting()
     reply = call(logstream(target), "format=text", headers=CROSS_SITE_IMAGE)
@@ -252,7 +247,6 @@ def test_a_cross_site_image_runs_no_plain_stream_target() -> None:
     assert runs == []
 
 
-@WIRED
 def test_another_port_of_the_same_host_starts_no_job_unless_its_origin_is_allowed() -> None:
     headers = {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:9999", "Host": "127.0.0.1:8000"}
     runs, target = _counting()
@@ -270,7 +264,6 @@ def test_another_port_of_the_same_host_starts_no_job_unless_its_origin_is_allowe
         allowing.shutdown()
 
 
-@WIRED
 def test_an_older_browser_post_from_another_origin_starts_no_job() -> None:
     runs, target = _counting()
     app = jobs(target)
@@ -284,7 +277,7 @@ def test_an_older_browser_post_from_another_origin_starts_no_job() -> None:
 
 
 def test_a_cross_site_request_may_still_view_a_job_and_curl_may_still_start_one() -> None:
-    # Not xfail: viewing is not guarded, and requests without browser headers keep working today.
+    # Viewing is not guarded, and requests without browser headers keep working.
     runs, target = _counting()
     app = jobs(target)
     try:

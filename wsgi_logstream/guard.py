@@ -128,8 +128,7 @@ def normalise_origins(value: Any) -> frozenset[str]:
     ``None`` means none. A single string is one origin; a trailing ``/`` is
     allowed (it is how origins get pasted). Canonical: lower case, without the
     scheme's default port (``https://a.example:443`` is ``https://a.example``),
-    since browsers send ``Origin`` that way; the same form as
-    ``options.origin_of``. Schemes other than http and https, paths, ``*`` and
+    since browsers send ``Origin`` that way; Schemes other than http and https, paths, ``*`` and
     ``null`` are refused: each would admit more, or other, than its author meant.
     """
     if value is None:
