@@ -191,20 +191,24 @@ return {record, first_id}
 """
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _encode_entry(entry: Entry) -> str:
-    return json.dumps(
-        [entry.kind, entry.created, entry.levelno, entry.levelname, entry.name, entry.message, entry.line]
-        if entry.kind == "log"
-        else [entry.kind, entry.created, entry.message, entry.done, entry.total],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    if entry.kind == "log":
+        line, message = entry.line, entry.message
+        # The formatted line usually ends with the message: keep its length, not a second copy.
+        kept: str | int = len(message) if message and line.endswith(message) else message
+        return _encode([entry.kind, entry.created, entry.levelno, entry.levelname, entry.name, kept, line])
+    return _encode([entry.kind, entry.created, entry.message, entry.done, entry.total])
 
 
 def _decode_entry(seq: int, payload: str) -> Entry:
     data = json.loads(payload)
     if data[0] == "log":
-        entry = Entry("log", data[1], data[2], data[3], data[4], data[5], data[6])
+        line, kept = data[6], data[5]
+        message = line[len(line) - kept :] if isinstance(kept, int) else kept
+        entry = Entry("log", data[1], data[2], data[3], data[4], message, line)
     else:
         entry = Entry("progress", data[1], message=data[2], done=data[3], total=data[4])
     entry.seq = seq
@@ -340,19 +344,23 @@ class _Listener:
         self._thread.start()
 
     def _interrupt(self) -> None:
-        """Make the blocked XREAD return so the next one includes the new stream."""
-        client_id = self._client_id
-        if client_id is None:
-            return
-        for _ in range(50):
-            try:
-                if self._store._client.client_unblock(client_id):
-                    return
-            except redis_errors.RedisError:
-                return  # the listener will notice the outage itself
+        """Make the blocked XREAD return so the next one includes the new stream.
+
+        The listener may be between two reads (or connecting): then it reads
+        the new set anyway, and this returns as soon as it has taken it.
+        """
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
             with self._lock:
-                if not (self._dirty and self._blocked):
-                    return  # it has not blocked yet: it will read the new set
+                if self._stopping or not (self._dirty and self._blocked):
+                    return
+                client_id = self._client_id
+            if client_id is not None:
+                try:
+                    if self._store._client.client_unblock(client_id):
+                        return
+                except redis_errors.RedisError:
+                    return  # the listener will notice the outage itself
             time.sleep(0.002)
 
     def _streams(self) -> dict[str, str]:
@@ -709,7 +717,8 @@ class RedisStore:
             "" if batch.progress is None else json.dumps(asdict(batch.progress)),
         ]
         for entry in batch.entries:
-            args += [entry.seq, _encode_entry(entry)]
+            args.append(entry.seq)
+            args.append(_encode_entry(entry))
         result = self._script("write", [self._record_key(job_id), self._log_key(job_id)], args)
         return (Heard.RUNNING, Heard.CANCEL, Heard.ENDED, Heard.GONE)[int(result)]
 
