@@ -662,8 +662,15 @@ class RedisStore:
                 records.append(_record_from_hash(got[0], got[1], self.max_history))
             else:
                 gone.append(job_id)
-        if gone:
-            self._call(lambda: self._client.zrem(self._jobs_key, *gone))
+        if gone:  # their keys expired: forget them in the sorted sets too
+
+            def forget() -> None:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.zrem(self._jobs_key, *gone)
+                pipe.zrem(self._ended_key, *gone)
+                pipe.execute()
+
+            self._call(forget)
         records.sort(key=lambda record: record.created, reverse=True)
         return records
 
