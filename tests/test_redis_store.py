@@ -298,3 +298,36 @@ def test_while_redis_is_down_the_runner_goes_on_drops_beyond_its_buffer_and_read
         assert seqs[:10] == list(range(1, 11)) and seqs[-10:] == list(range(311, 321))
     finally:
         own.stop()
+
+
+def test_any_text_a_line_can_hold_comes_back_exactly(
+    server: RedisServer, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix)
+    log = _begun(store, "odd-text")
+    texts = [
+        ("two\nlines", "INFO app: two\nlines"),
+        ('quotes " and \\ backslash', 'quotes " and \\ backslash'),
+        ("unicode: é ✓ 𝄞 \u2028", "INFO app: unicode: é ✓ 𝄞 \u2028"),
+        ("a lone surrogate \udcff", "INFO app: a lone surrogate \udcff"),
+        ("not at the end", "not at the end, and more"),
+        ("", ""),
+    ]
+    for message, line in texts:
+        log.append_log(1.5, 20, "INFO", "app.ü", message, line)
+    log.append_progress(2.0, 3, None, "ünits")
+    assert log.finish(Summary("ok", time.time(), time.time(), len(texts)))
+    reader = store.reader("odd-text", 0)
+    try:
+        _missed, entries = reader.take()
+    finally:
+        reader.close()
+    assert [(e.message, e.line, e.name, e.created) for e in entries[:-1]] == [
+        (message, line, "app.ü", 1.5) for message, line in texts
+    ]
+    assert (entries[-1].kind, entries[-1].done, entries[-1].total, entries[-1].message) == (
+        "progress",
+        3,
+        None,
+        "ünits",
+    )
