@@ -67,11 +67,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.fixture(params=sorted(STORES))
+#: Stores that need a server program: their runs are marked ``servers``.
+_ON_SERVERS = {"redis"}
+
+
+@pytest.fixture(
+    params=[pytest.param(name, marks=[pytest.mark.servers] if name in _ON_SERVERS else []) for name in sorted(STORES)]
+)
 def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     made: list[Iterator[JobStore]] = []
     # A store on a server is given the server (started once per session).
-    needs = {"server": request.getfixturevalue("redis_server")} if request.param == "redis" else {}
+    needs = {"server": request.getfixturevalue("redis_server")} if request.param in _ON_SERVERS else {}
 
     def make(**options: Any) -> JobStore:
         factory = STORES[request.param](**needs, **options)

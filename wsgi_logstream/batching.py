@@ -128,6 +128,7 @@ class BatchingLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cancel_event = threading.Event()
+        self._failed = False
 
     # -- LogWriter, on the operation's thread ------------------------------------------
 
@@ -262,7 +263,11 @@ class BatchingLog:
                 continue
             except Exception:
                 # A bug, not an outage: these entries cannot be written; count them, keep the job going.
-                _log.exception("job %s: a batch of %d entries could not be written", self.job_id, len(batch.entries))
+                if not self._failed:  # once per log: a bug repeats with every batch
+                    self._failed = True
+                    _log.exception(
+                        "job %s: a batch of %d entries could not be written", self.job_id, len(batch.entries)
+                    )
                 with self._lock:
                     self.dropped += len(batch.entries)
                 continue

@@ -52,6 +52,7 @@ import os
 import threading
 import time
 from dataclasses import asdict, replace
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Callable, Sequence, TypeVar
 
 import redis
@@ -98,7 +99,9 @@ return 1
 )
 
 # KEYS: record, log. ARGV: lease_until, ttl_ms, max_history, next_seq, records, progress ('' for none),
-# then seq, payload pairs. Entries below the stored next_seq were written already (a retried batch).
+# the entries' sequence numbers (comma-separated) and their payloads (JSON, one a line: JSON text has no
+# raw newline). Two arguments for a whole batch, not two per entry: packing them is the writer's main cost.
+# Entries below the stored next_seq were written already (a batch retried after a lost reply).
 _WRITE = (
     _LUA_COMMON
     + """
@@ -107,11 +110,16 @@ if not status then return 3 end
 if not active(status) then return 2 end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'next_seq'))
 local wrote = false
-for i = 7, #ARGV, 2 do
-  if tonumber(ARGV[i]) >= stored then
-    redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'e', ARGV[i + 1])
+local payloads = ARGV[8]
+local pos = 1
+for seq in string.gmatch(ARGV[7], '%d+') do
+  local newline = string.find(payloads, '\\n', pos, true)
+  local last = newline and newline - 1 or #payloads
+  if tonumber(seq) >= stored then
+    redis.call('XADD', KEYS[2], seq .. '-0', 'e', string.sub(payloads, pos, last))
     wrote = true
   end
+  pos = last + 2
 end
 if wrote then redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3]) end
 local next_seq = tonumber(ARGV[4])
@@ -167,7 +175,8 @@ return 1
 )
 
 # KEYS: record, log. ARGV: after, limit, max_history. The record, and entries above ``after`` among the
-# last max_history (older ones may still be in the stream: MAXLEN ~ trims whole nodes).
+# last max_history (older ones may still be in the stream: MAXLEN ~ trims whole nodes), as one JSON text
+# [[seq, payload], ...]: one string to parse, not five reply items an entry.
 _READ = """
 local record = redis.call('HGETALL', KEYS[1])
 if #record == 0 then return false end
@@ -177,7 +186,15 @@ for i = 1, #record, 2 do
 end
 local start = math.max(tonumber(ARGV[1]) + 1, next_seq - tonumber(ARGV[3]), 1)
 local entries = redis.call('XRANGE', KEYS[2], tostring(start) .. '-0', '+', 'COUNT', ARGV[2])
-return {record, entries}
+local parts = {}
+for i, entry in ipairs(entries) do
+  local fields = entry[2]
+  if fields[1] == 'e' then
+    local id = entry[1]
+    parts[#parts + 1] = '[' .. string.sub(id, 1, string.find(id, '-', 1, true) - 1) .. ',' .. fields[2] .. ']'
+  end
+end
+return {record, '[' .. table.concat(parts, ',') .. ']'}
 """
 
 # KEYS: record, log. ARGV: max_history. The record and the id of the oldest entry.
@@ -191,20 +208,29 @@ return {record, first_id}
 """
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_quote = encode_basestring_ascii
+
+
 def _encode_entry(entry: Entry) -> str:
-    return json.dumps(
-        [entry.kind, entry.created, entry.levelno, entry.levelname, entry.name, entry.message, entry.line]
-        if entry.kind == "log"
-        else [entry.kind, entry.created, entry.message, entry.done, entry.total],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """An entry as compact JSON, built by hand for log lines: the writer's cost per line is mostly this."""
+    if entry.kind == "log":
+        line, message = entry.line, entry.message
+        # The formatted line usually ends with the message: keep its length, not a second copy.
+        kept = str(len(message)) if message and line.endswith(message) else _quote(message)
+        # ASCII-only JSON: a lone surrogate in a line cannot make the write fail.
+        return (
+            f'["log",{float(entry.created)!r},{int(entry.levelno)},{_quote(entry.levelname)},'
+            f"{_quote(entry.name)},{kept},{_quote(line)}]"
+        )
+    return _encode([entry.kind, entry.created, entry.message, entry.done, entry.total])
 
 
-def _decode_entry(seq: int, payload: str) -> Entry:
-    data = json.loads(payload)
+def _decode_entry(seq: int, data: list[Any]) -> Entry:
     if data[0] == "log":
-        entry = Entry("log", data[1], data[2], data[3], data[4], data[5], data[6])
+        line, kept = data[6], data[5]
+        message = line[len(line) - kept :] if isinstance(kept, int) else kept
+        entry = Entry("log", data[1], data[2], data[3], data[4], message, line)
     else:
         entry = Entry("progress", data[1], message=data[2], done=data[3], total=data[4])
     entry.seq = seq
@@ -309,6 +335,8 @@ class _Listener:
             if watch is None:
                 watch = self._watches[job_id] = _Watch(self._lock, after + 1)
                 self._dirty = True
+            elif watch.next < after + 1:
+                watch.next = after + 1  # this viewer has read that far: the next read starts there
             if watch.next > after + 1 or watch.ended:
                 return
             watch.waiters += 1
@@ -340,19 +368,23 @@ class _Listener:
         self._thread.start()
 
     def _interrupt(self) -> None:
-        """Make the blocked XREAD return so the next one includes the new stream."""
-        client_id = self._client_id
-        if client_id is None:
-            return
-        for _ in range(50):
-            try:
-                if self._store._client.client_unblock(client_id):
-                    return
-            except redis_errors.RedisError:
-                return  # the listener will notice the outage itself
+        """Make the blocked XREAD return so the next one includes the new stream.
+
+        The listener may be between two reads (or connecting): then it reads
+        the new set anyway, and this returns as soon as it has taken it.
+        """
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
             with self._lock:
-                if not (self._dirty and self._blocked):
-                    return  # it has not blocked yet: it will read the new set
+                if self._stopping or not (self._dirty and self._blocked):
+                    return
+                client_id = self._client_id
+            if client_id is not None:
+                try:
+                    if self._store._client.client_unblock(client_id):
+                        return
+                except redis_errors.RedisError:
+                    return  # the listener will notice the outage itself
             time.sleep(0.002)
 
     def _streams(self) -> dict[str, str]:
@@ -378,7 +410,8 @@ class _Listener:
                 self._blocked = True
             try:
                 conn = self._connection()
-                reply = conn.xread(streams, block=self._block_ms, count=1000)
+                # One entry per stream is enough to know there is news: viewers read the entries themselves.
+                reply = conn.xread(streams, block=self._block_ms, count=1)
             except redis_errors.RedisError as exc:
                 with self._lock:
                     self._blocked = False
@@ -401,13 +434,11 @@ class _Listener:
                     watch = self._watches.get(store._job_of(_text(key)))
                     if watch is None or not entries:
                         continue
-                    last_id, fields = entries[-1]
-                    seq = int(_text(last_id).split("-")[0])
+                    entry_id, fields = entries[-1]
+                    seq = int(_text(entry_id).split("-")[0])
                     if b"end" in fields or "end" in fields:
                         watch.ended = True
-                    else:
-                        seq += 1
-                    watch.next = max(watch.next, seq)
+                    watch.next = max(watch.next, seq + 1)
                     watch.changed.notify_all()
         self._close_connection()
 
@@ -654,8 +685,15 @@ class RedisStore:
                 records.append(_record_from_hash(got[0], got[1], self.max_history))
             else:
                 gone.append(job_id)
-        if gone:
-            self._call(lambda: self._client.zrem(self._jobs_key, *gone))
+        if gone:  # their keys expired: forget them in the sorted sets too
+
+            def forget() -> None:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.zrem(self._jobs_key, *gone)
+                pipe.zrem(self._ended_key, *gone)
+                pipe.execute()
+
+            self._call(forget)
         records.sort(key=lambda record: record.created, reverse=True)
         return records
 
@@ -708,8 +746,9 @@ class RedisStore:
             batch.records,
             "" if batch.progress is None else json.dumps(asdict(batch.progress)),
         ]
-        for entry in batch.entries:
-            args += [entry.seq, _encode_entry(entry)]
+        entries = batch.entries
+        args.append(",".join([str(entry.seq) for entry in entries]))
+        args.append("\n".join([_encode_entry(entry) for entry in entries]))
         result = self._script("write", [self._record_key(job_id), self._log_key(job_id)], args)
         return (Heard.RUNNING, Heard.CANCEL, Heard.ENDED, Heard.GONE)[int(result)]
 
@@ -757,13 +796,9 @@ class RedisStore:
         got = self._script("read", [self._record_key(job_id), self._log_key(job_id)], [after, limit, self.max_history])
         if not got:
             return None
-        flat, raw_entries = got
+        flat, packed = got
         record = _record_from_hash(flat, "", self.max_history)
-        entries = []
-        for entry_id, fields in raw_entries:  # a script's reply: fields as a flat list [name, value]
-            if _text(fields[0]) != "e":
-                continue  # the end marker
-            entries.append(_decode_entry(int(_text(entry_id).split("-")[0]), _text(fields[1])))
+        entries = [_decode_entry(seq, data) for seq, data in json.loads(packed)]
         return LogSlice(entries, record.next_seq, record.summary())
 
 
