@@ -302,3 +302,23 @@ def test_sigkill_of_the_worker_running_a_job_ends_every_viewer_with_lost(deploym
         for viewer in viewers:
             viewer.close()
     assert _record(deployment.nginx.url, kind, job_id)["status"] == "lost"
+
+
+@pytest.mark.parametrize(
+    ("kind", "interrupted_by"), [("celery", "SoftTimeLimitExceeded"), ("rq", "JobTimeoutException")]
+)
+def test_the_queue_sees_its_own_task_id_and_its_time_limit_ends_the_job_as_error(
+    deployment: Deployment, kind: str, interrupted_by: str
+) -> None:
+    job_id = _start_job(deployment, f"{kind}-limited", "limited")
+    viewer = Viewer(deployment.url(0), f"/{kind}-limited/{job_id}", "ndjson")
+    worker = _worker(deployment, kind)
+    try:
+        viewer.read_to_close(timeout=30)
+    finally:
+        viewer.close()
+        worker.stop()
+    # The target ran in the worker's own thread: the queue's per-thread state names this job.
+    assert viewer.messages() == [f"task id {job_id}"]
+    assert viewer.end is not None and viewer.end["status"] == "error", viewer.end
+    assert viewer.end["error"].startswith(interrupted_by), viewer.end

@@ -1,5 +1,7 @@
 """The web side of the queue tests: jobs at ``/celery/`` and ``/rq/`` handed to the workers.
 
+``/celery-limited/`` and ``/rq-limited/`` queue the tasks the queues' time limits interrupt.
+
 gunicorn imports it as ``tests.apps.queue_site:application``; each worker
 process makes its own store client (``queue_tasks.make_store``). ``/pid``
 answers the serving process's id, so a test knows which processes it kills;
@@ -14,7 +16,15 @@ from typing import TYPE_CHECKING, Iterable
 from redis import Redis
 from rq import Queue
 
-from tests.apps.queue_tasks import BROKER, OPTIONS, celery_operation, make_store, rq_operation
+from tests.apps.queue_tasks import (
+    BROKER,
+    OPTIONS,
+    celery_limited,
+    celery_operation,
+    make_store,
+    rq_limited,
+    rq_operation,
+)
 from wsgi_logstream import LogStreamMiddleware, jobs
 from wsgi_logstream.celery import CeleryRunner
 from wsgi_logstream.rq import RQRunner
@@ -28,6 +38,8 @@ store = make_store()
 celery_jobs = jobs(celery_operation, store=store, runner=CeleryRunner(celery_operation), title="Celery job", **OPTIONS)
 rq_queue = Queue(RQ_QUEUE, connection=Redis.from_url(BROKER))
 rq_jobs = jobs(rq_operation, store=store, runner=RQRunner(rq_queue, rq_operation), title="RQ job", **OPTIONS)
+celery_limited_jobs = jobs(celery_limited, store=store, runner=CeleryRunner(celery_limited), **OPTIONS)
+rq_limited_jobs = jobs(rq_limited, store=store, runner=RQRunner(rq_queue, rq_limited, timeout=1), **OPTIONS)
 
 
 # Follows the job at ?job=/<kind>/<id> with EventSource and notes what it sees. It never reconnects by
@@ -57,4 +69,7 @@ def _site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[b
     return [b"not found\n"]
 
 
-application = LogStreamMiddleware(_site, {"/celery": celery_jobs, "/rq": rq_jobs})
+application = LogStreamMiddleware(
+    _site,
+    {"/celery": celery_jobs, "/rq": rq_jobs, "/celery-limited": celery_limited_jobs, "/rq-limited": rq_limited_jobs},
+)

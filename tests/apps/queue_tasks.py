@@ -13,6 +13,10 @@ Configured by the environment the test gives every process it starts:
   ``second <key>`` and ``line 1..3 of <key>``. A cancel while it waits makes
   it log ``cancelled <key> after <seconds>`` (from the cancel file the test
   writes, to measure how long the cancel took to arrive) and return.
+
+``celery_limited`` and ``rq_limited`` log the queue's own id for the task
+(``current_task``, ``get_current_job()``) and wait until the queue's time
+limit (1 s) interrupts them.
 """
 
 from __future__ import annotations
@@ -84,3 +88,29 @@ def celery_operation(payload: dict[str, Any]) -> None:
 def rq_operation(payload: dict[str, Any]) -> None:
     """The operation as an RQ job."""
     operation(payload)
+
+
+def held_until_interrupted(task_id: str) -> None:
+    """Log the queue's own id for the task, then wait (30 s at most) for the queue's time limit to interrupt."""
+    log.info("task id %s", task_id)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    log.error("the time limit never interrupted the task")
+
+
+@logstream_task(celery_app, store=make_store, options=OPTIONS, soft_time_limit=1)
+def celery_limited(payload: dict[str, Any]) -> None:
+    """Interrupted by Celery's soft time limit (a signal in the pool child)."""
+    from celery import current_task
+
+    held_until_interrupted(current_task.request.id)
+
+
+@logstream_job(store=make_store, options=OPTIONS)
+def rq_limited(payload: dict[str, Any]) -> None:
+    """Interrupted by RQ's job timeout (a signal in the work horse); enqueued with ``timeout=1``."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    held_until_interrupted("none" if job is None else job.id)
