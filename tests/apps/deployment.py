@@ -111,6 +111,7 @@ class Deployment:
         self._stack = contextlib.ExitStack()
         self.gunicorns: list[Program | None] = []
         self.queue_workers: list[Worker] = []
+        self._started = 0
         try:
             self.redis: RedisServer = self._stack.enter_context(start_redis(tmp / "redis"))
             broker = f"redis://127.0.0.1:{self.redis.port}/0"
@@ -171,8 +172,16 @@ class Deployment:
 
     # -- workers -----------------------------------------------------------------------------------
 
-    def start_celery(self, name: str = "w1", concurrency: int = 1) -> Worker:
-        log = self.tmp / f"celery-{name}.log"
+    def _name(self, kind: str) -> str:
+        """A name no earlier worker of this deployment had: a worker killed with SIGKILL stays registered
+        in Redis for a while (RQ refuses a new worker of the same name), and its log must not be read as
+        the new one's."""
+        self._started += 1
+        return f"{kind}{self._started}"
+
+    def start_celery(self, concurrency: int = 1) -> Worker:
+        name = self._name("celery")
+        log = self.tmp / f"{name}.log"
         args = [
             require_program("celery"),
             "-A",
@@ -196,15 +205,16 @@ class Deployment:
         self.queue_workers.append(worker)
         return worker
 
-    def start_rq(self, name: str = "r1") -> Worker:
-        log = self.tmp / f"rq-{name}.log"
+    def start_rq(self) -> Worker:
+        name = self._name("rq")
+        log = self.tmp / f"{name}.log"
         args = [
             require_program("rq"),
             "worker",
             "--url",
             self.env["LOGSTREAM_BROKER"],
             "--name",
-            f"{name}-{os.getpid()}",
+            name,
             "--logging_level",
             "INFO",
             self.rq_queue,
