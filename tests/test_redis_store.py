@@ -331,3 +331,18 @@ def test_any_text_a_line_can_hold_comes_back_exactly(
         None,
         "ünits",
     )
+
+
+def test_a_runner_whose_job_vanished_from_redis_stops_writing_and_its_operation_is_not_cancelled(
+    server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix)
+    log = _begun(store, "vanishing")
+    _line(log, 1)
+    wait_until(lambda: _next_seq(store, "vanishing") == 2, 10, "the first line written")
+    control.delete(f"{{{prefix}:vanishing}}:record", f"{{{prefix}:vanishing}}:log")  # as a restart without data
+    _line(log, 2)
+    wait_until(lambda: log.closed, 10, "the runner to notice")
+    assert not log.cancel_event.is_set()
+    assert not log.finish(Summary("ok", time.time(), time.time(), 2))
+    assert store.get("vanishing") is None and not list(control.scan_iter(match=f"{{{prefix}:vanishing}}*"))
