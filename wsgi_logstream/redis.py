@@ -530,7 +530,7 @@ class RedisStore:
       renews its lease. At most ``lease / 2``.
     - ``buffer`` (10000): entries a runner holds while Redis is slow or down;
       beyond that the oldest are dropped (and counted as missed by readers).
-    - ``max_connections`` (10): the pool's size when the store makes it; the
+    - ``max_connections`` (4): the pool's size when the store makes it; the
       listener's own connection is one more.
     """
 
@@ -545,7 +545,7 @@ class RedisStore:
         lease: float = 10.0,
         poll: float = 0.5,
         buffer: int = 10_000,
-        max_connections: int = 10,
+        max_connections: int = 4,
     ) -> None:
         self.max_history, self.keep_finished, self.max_finished = check_store_options(
             max_history=max_history, keep_finished=keep_finished, max_finished=max_finished
