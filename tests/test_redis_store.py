@@ -346,3 +346,33 @@ def test_a_runner_whose_job_vanished_from_redis_stops_writing_and_its_operation_
     assert not log.cancel_event.is_set()
     assert not log.finish(Summary("ok", time.time(), time.time(), 2))
     assert store.get("vanishing") is None and not list(control.scan_iter(match=f"{{{prefix}:vanishing}}*"))
+
+
+def test_readers_joining_at_any_point_of_a_busy_job_each_get_every_line_once_in_order(
+    server: RedisServer, prefix: str, stores: list[RedisStore]
+) -> None:
+    total = 20_000
+    runner = _store(stores, server.url, prefix, buffer=total, max_history=total)
+    viewer = _store(stores, server.url, prefix, max_history=total)  # another process's: one listener, one cache
+    log = _begun(runner, "busy-job")
+    results: dict[int, tuple[int, list[int]]] = {}
+    threads: list[threading.Thread] = []
+
+    def read(k: int, since: int) -> None:
+        missed, seqs, _ = _read_all(viewer, "busy-job", since)
+        results[k] = (since, seqs if not missed else [-missed])
+
+    for n in range(1, total + 1):
+        _line(log, n)
+        if n % 2000 == 0:  # a reader from the start and one from here, while lines keep coming
+            for since in (0, n):
+                thread = threading.Thread(target=read, args=(len(threads), since))
+                threads.append(thread)
+                thread.start()
+    assert log.finish(Summary("ok", time.time(), time.time(), total))
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == len(threads) == 20
+    assert log.dropped == 0
+    for since, seqs in results.values():
+        assert seqs == list(range(since + 1, total + 1)), f"from {since}: {seqs[:3]}...{seqs[-3:]}"

@@ -46,6 +46,7 @@ If Redis cannot be reached, every call that needs it raises
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -285,16 +286,28 @@ def _is_outage(exc: BaseException) -> bool:
 
 
 class _Watch:
-    """Viewers of one job in this process waiting for entries: what the listener knows of its stream."""
+    """One job's stream as this process's listener knows it: its viewers, and the entries it read lately.
 
-    __slots__ = ("changed", "ended", "last_used", "next", "waiters")
+    ``cache`` holds, in order, every entry of the stream from ``cache_from``
+    up to ``next`` (exclusive): viewers that are live take them from here,
+    so a line reaches a thousand viewers of a process with one read of Redis.
+    """
+
+    __slots__ = ("cache", "cache_from", "changed", "ended", "last_used", "next", "waiters")
 
     def __init__(self, lock: threading.Lock, next_seq: int) -> None:
         self.changed = threading.Condition(lock)
         self.next = next_seq  # the listener has seen every entry below this
+        self.cache: list[Entry] = []
+        self.cache_from = next_seq
         self.ended = False
         self.waiters = 0
         self.last_used = time.monotonic()
+
+    def skip_to(self, next_seq: int) -> None:
+        """A viewer read further than the listener: start again from there (the cache restarts empty)."""
+        self.next = self.cache_from = next_seq
+        self.cache = []
 
 
 class _Listener:
@@ -310,6 +323,8 @@ class _Listener:
 
     #: Seconds a job's stream stays in the read after its last viewer stopped waiting.
     KEEP = 5.0
+    #: Entries of a job kept for its live viewers (up to twice this before it is cut back).
+    CACHE = 1000
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
@@ -336,7 +351,7 @@ class _Listener:
                 watch = self._watches[job_id] = _Watch(self._lock, after + 1)
                 self._dirty = True
             elif watch.next < after + 1:
-                watch.next = after + 1  # this viewer has read that far: the next read starts there
+                watch.skip_to(after + 1)  # this viewer has read that far: the next read starts there
             if watch.next > after + 1 or watch.ended:
                 return
             watch.waiters += 1
@@ -410,8 +425,7 @@ class _Listener:
                 self._blocked = True
             try:
                 conn = self._connection()
-                # One entry per stream is enough to know there is news: viewers read the entries themselves.
-                reply = conn.xread(streams, block=self._block_ms, count=1)
+                reply = conn.xread(streams, block=self._block_ms, count=self.CACHE)
             except redis_errors.RedisError as exc:
                 with self._lock:
                     self._blocked = False
@@ -432,15 +446,43 @@ class _Listener:
                 self._blocked = False
                 for key, entries in reply or ():
                     watch = self._watches.get(store._job_of(_text(key)))
-                    if watch is None or not entries:
-                        continue
-                    entry_id, fields = entries[-1]
-                    seq = int(_text(entry_id).split("-")[0])
-                    if b"end" in fields or "end" in fields:
-                        watch.ended = True
-                    watch.next = max(watch.next, seq + 1)
-                    watch.changed.notify_all()
+                    if watch is not None and entries:
+                        self._took(watch, entries)
         self._close_connection()
+
+    def _took(self, watch: _Watch, entries: Sequence[Any]) -> None:
+        """Under the lock: what one XREAD brought for a job, into its cache; its viewers are woken."""
+        cache = watch.cache
+        for entry_id, fields in entries:
+            seq = int(_text(entry_id).split("-")[0])
+            if seq < watch.next:
+                continue  # read from an older position: known already
+            payload = fields.get(b"e")
+            if payload is None:  # the end marker
+                watch.ended = True
+                break
+            cache.append(_decode_entry(seq, json.loads(payload)))
+            watch.next = seq + 1
+        if len(cache) > 2 * self.CACHE:
+            del cache[: len(cache) - self.CACHE]
+            watch.cache_from = cache[0].seq
+        watch.changed.notify_all()
+
+    def cached(self, job_id: str, after: int, limit: int, max_history: int) -> LogSlice | None:
+        """Entries above ``after`` as the listener knows them (none, if it knows of none); None: ask Redis."""
+        with self._lock:
+            watch = self._watches.get(job_id)
+            if watch is None or watch.ended:
+                return None
+            if after + 1 >= watch.next:
+                return LogSlice((), after + 1, None)  # nothing new: the listener reads this stream and saw none
+            if after + 1 < watch.cache_from:
+                return None  # older than the cache: from Redis
+            cache = watch.cache
+            start = bisect.bisect_right([entry.seq for entry in cache], after) if cache else 0
+            oldest = watch.next - max_history  # what the store serves: the last max_history only
+            entries = [entry for entry in cache[start : start + limit] if entry.seq >= oldest]
+            return LogSlice(entries, watch.next, None)
 
     def _connection(self) -> Any:
         if self._conn is None:
@@ -482,8 +524,12 @@ class _ReaderLog:
     ending it last saw (or ``lost``) and counts what it could not read as missed.
     """
 
+    #: Seconds a live viewer goes at most without asking Redis itself.
+    LOOK = 1.0
+
     def __init__(self, store: RedisStore, job_id: str) -> None:
         self._store = store
+        self._look_again = 0.0
         self._next_seq = 1
         self._summary: Summary | None = None
         self._started = time.time()
@@ -495,14 +541,24 @@ class _ReaderLog:
         raise NotImplementedError  # nor write
 
     def read(self, job_id: str, after: int, limit: int) -> LogSlice | None:
+        store = self._store
+        now = time.monotonic()
+        if now < self._look_again:
+            # A live viewer: new entries come from the listener's cache; Redis itself is asked
+            # at most every LOOK seconds (has the job ended, or gone?).
+            hit = store._listener.cached(job_id, after, limit, store.max_history)
+            if hit is not None:
+                self._next_seq = max(self._next_seq, hit.next_seq)
+                return LogSlice(hit.entries, self._next_seq, None)
+        self._look_again = now + self.LOOK
         try:
-            got = self._store._read(job_id, after, limit)
+            got = store._read(job_id, after, limit)
         except StoreUnavailable:
             return LogSlice((), self._next_seq, None)  # nothing now; the viewer waits and tries again
         if got is None:
             if self._summary is None:
-                now = time.time()
-                self._summary = Summary("lost", self._started, now, 0, error="the job is no longer in the store")
+                ended = time.time()
+                self._summary = Summary("lost", self._started, ended, 0, error="the job is no longer in the store")
             return LogSlice((), self._next_seq, self._summary)
         self._next_seq = got.next_seq
         self._summary = got.summary
