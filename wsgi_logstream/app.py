@@ -16,7 +16,7 @@ from .channel import Channel
 from .errors import unavailable
 from .operation import Operation, target_caller
 from .options import Options, StreamOptions
-from .pipeline import authorize, open_stream, respond
+from .pipeline import authorize, open_stream, refuse_cross_site, respond
 from .probe import probe_app
 from .request import environ_for_target, is_probe, parse_stream_request, query_params
 
@@ -63,6 +63,7 @@ class LogStreamApp:
         fmt = request.make_format(ansi=self.options.ansi)
         if request.head_only:
             return open_stream(start_response, request, fmt, _no_reader, title="", started=0.0, heartbeat=1.0)
+        refuse_cross_site(self.options, environ)  # an <img> or a form on another site must not run it
         target_environ = environ_for_target(environ)
         if self._slots is not None and not self._slots.acquire(blocking=False):
             raise unavailable(

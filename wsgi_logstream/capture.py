@@ -32,6 +32,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
+from .redact import RecordRedactor, record_redactor
+
 if TYPE_CHECKING:
     from .store import LogWriter
 
@@ -58,7 +60,17 @@ class Sink:
     log), which never blocks.
     """
 
-    __slots__ = ("_cancel", "_formatter", "_names", "_prefixes", "_redact", "channel", "deadline", "level")
+    __slots__ = (
+        "_cancel",
+        "_formatter",
+        "_names",
+        "_prefixes",
+        "_records",
+        "_redact",
+        "channel",
+        "deadline",
+        "level",
+    )
 
     def __init__(
         self,
@@ -76,6 +88,7 @@ class Sink:
         self._prefixes = loggers
         self._formatter = formatter
         self._redact = redact
+        self._records: RecordRedactor | None = record_redactor(redact)  # this stream's own: it has state
         self._cancel = threading.Event() if cancel is None else cancel
         self.deadline = deadline  # time.monotonic() after which the operation is asked to stop
         self._names: dict[str, bool] = {}
@@ -91,17 +104,34 @@ class Sink:
         return known
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Formatter.format caches what it computes on the record (message,
+        # asctime, and the traceback in exc_text, which later formatters reuse
+        # instead of calling their own formatException). The stream formats
+        # first, so the host's handlers would see the stream's choices: put the
+        # record back as it came.
+        state = record.__dict__
+        saved_message, saved_asctime = state.get("message", _ABSENT), state.get("asctime", _ABSENT)
+        saved_exc_text = record.exc_text
         try:
             line = self._formatter.format(record)
-            message = record.message if hasattr(record, "message") else record.getMessage()
+            message = state["message"] if "message" in state else record.getMessage()
         except Exception as exc:  # a broken formatter or bad %-args must not lose the record
             message = _fallback_message(record)
             line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
+        finally:
+            record.exc_text = saved_exc_text
+            if saved_message is _ABSENT:
+                state.pop("message", None)
+            else:
+                state["message"] = saved_message
+            if saved_asctime is _ABSENT:
+                state.pop("asctime", None)
+            else:
+                state["asctime"] = saved_asctime
         name = record.name
-        if self._redact is not None:
-            line = self._redact(line)
-            message = self._redact(message)
-            name = self._redact(name)
+        if self._records is not None:
+            line, message = self._records.record(line, message)
+            name = self._records(name)
         self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
 
     def redacted(self, text: str) -> str:
@@ -125,6 +155,10 @@ class Sink:
             timeout = remaining if timeout is None else min(timeout, remaining)
         self._cancel.wait(None if timeout is None else max(timeout, 0.0))
         return self.is_cancelled()
+
+
+# Marks an attribute the record did not have before the stream formatted it.
+_ABSENT: Any = object()
 
 
 def _fallback_message(record: logging.LogRecord) -> str:

@@ -12,15 +12,24 @@ Escaping rules, per format:
 * text: C0 and C1 control characters (ANSI escapes included) are shown as
   visible symbols (``ESC`` becomes ``␛``) so nothing reaches a ``curl`` user's
   terminal raw; ``ansi=True`` keeps colour (SGR) sequences. CR and CRLF become
-  LF. Keep-alives are empty lines.
+  LF. Keep-alives are empty lines. The lines the library writes itself (the
+  head, ``-- N lines dropped``, ``-- progress``, the summary) start with
+  ``--``, and no other line does, so a logged value cannot forge them: a line
+  of a record, or of the failure's traceback, that would start with ``--``
+  (also after colour sequences, or after U+2028/U+2029, which some readers
+  split on) is dash-escaped with ``- ``, as OpenPGP's cleartext signatures do
+  (RFC 4880, 7.1): ``- -- ok``. The head's title and a progress message stay
+  on their one line (line breaks shown as ``␤``). All other lines, tracebacks
+  included, are written as they are.
 * html: every line is HTML-escaped and its control characters shown as in
   text; keep-alives are comments.
 * sse: a line is split on CR, LF and CRLF into several ``data:`` fields, so a
   message can never forge an event, id or retry field; keep-alives are
   comments. With ``detail=True`` each record's data is its ndjson object.
 * ndjson: ``json.dumps`` of each record, exact; lone surrogates (undecodable
-  bytes) are written as ``\\udcXX`` text and non-finite numbers as ``null``
-  so every line is strict UTF-8 JSON.
+  bytes) are written as ``\\udcXX`` text and non-finite numbers (a record's
+  ``time`` included: a filter or record factory may set ``created`` to NaN) as
+  ``null``, so every line is strict UTF-8 JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +52,21 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_OR_SGR = re.compile("\x1b\\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NEWLINES = re.compile("\r\n?")
 _SPLIT = re.compile("\r\n|\r|\n")
+# Where a line that is not the library's own would start with "--": at a line
+# start (after LF, or U+2028/U+2029, which str.splitlines and some viewers
+# break on), after any colour sequences (a terminal shows "\x1b[0m--" as "--").
+_DASH_START = re.compile("(?:^|(?<=[\n\u2028\u2029]))(?=(?:\x1b\\[[0-9;]*m)*--)")
+_LINE_BREAKS = re.compile("\r\n|[\r\n\u2028\u2029]")
+
+
+def _dash_escaped(text: str) -> str:
+    """``text`` (already :func:`visible`) with ``- `` before each line that would start with ``--``."""
+    return _DASH_START.sub("- ", text) if "--" in text else text
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks shown as ``␤``, so it cannot end the line it is on."""
+    return _LINE_BREAKS.sub("\u2424", text)
 
 
 def _picture(match: re.Match[str]) -> str:
@@ -110,7 +134,7 @@ def summary_object(summary: Summary, dropped: int, seq: int) -> dict[str, Any]:
         "event": "end",
         "seq": seq,
         "status": summary.status,
-        "elapsed": round(summary.elapsed, 6),
+        "elapsed": _finite(round(summary.elapsed, 6)),
         "records": summary.records,
         "dropped": dropped,
     }
@@ -126,7 +150,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
         return {
             "event": "progress",
             "seq": entry.seq,
-            "time": entry.created,
+            "time": _finite(entry.created),
             "done": _finite(entry.done),
             "total": _finite(entry.total),
             "message": _clean(entry.message) if entry.message else None,
@@ -134,7 +158,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
     return {
         "event": "log",
         "seq": entry.seq,
-        "time": entry.created,
+        "time": _finite(entry.created),
         "level": _clean(entry.levelname),
         "levelno": entry.levelno,
         "logger": _clean(entry.name),
@@ -156,8 +180,10 @@ def record_json(entry: Entry) -> str:
     """
     if entry.kind != "log":
         return _json(record_object(entry))
+    created = entry.created
+    when = repr(created) if created - created == 0 else "null"  # NaN and infinities: not JSON
     return (
-        f'{{"event":"log","seq":{entry.seq},"time":{entry.created!r},"level":{_quote(entry.levelname)},'
+        f'{{"event":"log","seq":{entry.seq},"time":{when},"level":{_quote(entry.levelname)},'
         f'"levelno":{entry.levelno},"logger":{_quote(entry.name)},"message":{_quote(entry.message)},'
         f'"line":{_quote(entry.line)}}}'
     )
@@ -198,7 +224,7 @@ class TextFormat(Format):
         self.ansi = ansi
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(f"-- {visible(title)}: started {_when(started)} --\n")
+        return _utf8(f"-- {visible(_one_line(title))}: started {_when(started)} --\n")
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = [f"-- {_plural(missed, 'line')} dropped: this reader fell behind --\n"] if missed else []
@@ -206,10 +232,10 @@ class TextFormat(Format):
             # Each entry on its own: a record ending in CR must not merge with
             # the LF after it and so hide where one record ends.
             if entry.kind == "log":
-                parts.append(visible(entry.line, keep_sgr=self.ansi))
+                parts.append(_dash_escaped(visible(entry.line, keep_sgr=self.ansi)))
                 parts.append("\n")
             else:
-                note = f" {visible(entry.message)}" if entry.message else ""
+                note = f" {visible(_one_line(entry.message))}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
         return _utf8("".join(parts))
 
@@ -219,10 +245,10 @@ class TextFormat(Format):
     def end(self, summary: Summary, dropped: int, seq: int) -> bytes:
         # The summary stays one line, the last, whatever the error message holds
         # (its line breaks shown as ␤; the traceback above has it in full).
-        text = f"-- {_SPLIT.sub(chr(0x2424), summary_text(summary, dropped))} --\n"
+        text = visible(f"-- {_one_line(summary_text(summary, dropped))} --\n")
         if summary.traceback:
-            text = summary.traceback.rstrip("\n") + "\n" + text
-        return _utf8(visible(text))
+            text = _dash_escaped(visible(summary.traceback.rstrip("\n"))) + "\n" + text
+        return _utf8(text)
 
 
 class NdjsonFormat(Format):
@@ -232,7 +258,7 @@ class NdjsonFormat(Format):
     media_type = "application/x-ndjson"
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(_json({"event": "start", "title": _clean(title), "time": started}) + "\n")
+        return _utf8(_json({"event": "start", "title": _clean(title), "time": _finite(started)}) + "\n")
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         try:

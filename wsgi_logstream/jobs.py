@@ -33,7 +33,7 @@ from .errors import HttpError, Refused, unavailable
 from .joblist import job_json, jobs_page
 from .operation import Operation, target_caller
 from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
-from .pipeline import authorize, open_stream, respond
+from .pipeline import authorize, open_stream, refuse_cross_site, respond
 from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
@@ -260,6 +260,7 @@ class JobsApp:
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorize(self.options, environ, "start")
+        refuse_cross_site(self.options, environ)
         target_environ = environ_for_target(environ)
         owner = self.settings.owner(environ) if self.settings.owner is not None else None
         try:
@@ -271,6 +272,7 @@ class JobsApp:
     def _cancel(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         allow(("POST",), environ)
         authorize(self.options, environ, "cancel", record)
+        refuse_cross_site(self.options, environ)
         self.store.request_cancel(record.id)
         if choose_media(environ, _LIST_MEDIA, "html") == "json":
             current = self.lookup(record.id) or record

@@ -9,12 +9,14 @@ escapes the thread.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import os
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from . import capture
 from .capture import Sink, install, run_bound
@@ -28,13 +30,43 @@ _log = logging.getLogger("wsgi_logstream")
 
 
 def target_caller(target: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]:
-    """How to call ``target``: with the request's environ if it takes a positional argument."""
+    """How to call ``target``: with the request's environ if it takes a positional argument.
+
+    An ``async def`` target (or any callable that returns an awaitable) is run
+    to completion with ``asyncio.run`` in the operation's thread, in an event
+    loop of its own: calling it alone only makes a coroutine, and the stream
+    would report ``ok`` for work that never ran. The loop's tasks start from the
+    thread's context, so their records reach the stream; the traceback shown
+    for a failure starts at the target's frames, not asyncio's.
+    """
     if not callable(target):
         raise TypeError(f"target must be callable, got {target!r}")
+    asyncio_dir = os.path.dirname(asyncio.__file__) + os.sep
+
+    async def wait_for(awaitable: Awaitable[Any]) -> Any:
+        return await awaitable
+
+    def run_to_completion(result: Any) -> Any:
+        if not inspect.isawaitable(result):
+            return result
+        try:
+            return asyncio.run(result if inspect.iscoroutine(result) else wait_for(result))
+        except BaseException as exc:
+            # Drop asyncio's own frames (runners, the event loop, the task) from
+            # the traceback: from the first frame outside asyncio on, it is the target's.
+            tb = exc.__traceback__
+            while tb is not None and (
+                tb.tb_frame.f_code.co_filename.startswith(asyncio_dir) or tb.tb_frame.f_code.co_filename == __file__
+            ):
+                tb = tb.tb_next
+            if tb is None:
+                raise
+            raise exc.with_traceback(tb)  # noqa: B904 (the same exception: its cause and context stay)
+
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
-        return lambda environ: target(environ)
+        return lambda environ: run_to_completion(target(environ))
     positional = [
         p
         for p in signature.parameters.values()
@@ -46,8 +78,8 @@ def target_caller(target: Callable[..., Any]) -> Callable[[dict[str, Any]], Any]
             f"target {target!r} must take no argument or one (the WSGI environ), it requires {len(required)}"
         )
     if positional:
-        return lambda environ: target(environ)
-    return lambda environ: target()
+        return lambda environ: run_to_completion(target(environ))
+    return lambda environ: run_to_completion(target())
 
 
 # Frames of the machinery that calls the target: left out of the traceback shown to readers.

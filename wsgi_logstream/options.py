@@ -17,8 +17,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypedDict
-from urllib.parse import urlsplit
 
+from .guard import normalise_origins
 from .redact import DEFAULT_REDACTIONS, Redactor, RedactSpec, redactor
 
 if TYPE_CHECKING:
@@ -210,10 +210,12 @@ class Options:
                 values[flag] = _flag(flag, kwargs[flag])
         if "redact" in kwargs:
             values["redact"] = redactor(kwargs["redact"])
+            if values["redact"] is not None and "title" in values:  # shown in every format and the job list
+                values["title"] = values["redact"](values["title"])
         if "authorize" in kwargs:
             values["authorize"] = _callable_or_none("authorize", kwargs["authorize"])
         if "allowed_origins" in kwargs:
-            values["allowed_origins"] = _origins(kwargs["allowed_origins"])
+            values["allowed_origins"] = normalise_origins(kwargs["allowed_origins"])
         return cls(**values)
 
 
@@ -265,34 +267,3 @@ def _callable_or_none(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be a callable or None, got {value!r}")
     return value
-
-
-def _origins(value: Any) -> frozenset[str]:
-    if isinstance(value, str):
-        value = (value,)
-    try:
-        items = tuple(value)
-    except TypeError:
-        raise TypeError(
-            f"allowed_origins must be a list of origins such as 'https://example.com', got {value!r}"
-        ) from None
-    origins = set()
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"allowed_origins must hold strings, got {item!r}")
-        parts = urlsplit(item.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
-            raise ValueError(f"allowed_origins: {item!r} is not an origin such as 'https://example.com:8443'")
-        origins.add(origin_of(parts.scheme, parts.hostname, parts.port))
-    return frozenset(origins)
-
-
-def origin_of(scheme: str, host: str, port: int | None) -> str:
-    """``scheme://host[:port]`` as browsers write ``Origin``: lower case, default ports left out."""
-    scheme = scheme.lower()
-    host = host.lower()
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"

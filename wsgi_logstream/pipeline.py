@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from .errors import HttpError, Refused, StoreUnavailable, error_response, unavailable
 from .formats import Format
+from .guard import cross_site_refusal
 from .options import Options
 from .request import STREAM_HEADERS, StreamRequest
 from .response import StreamResponse
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from .record import JobRecord
 
-__all__ = ["ACTIONS", "authorize", "open_stream", "respond"]
+__all__ = ["ACTIONS", "authorize", "open_stream", "refuse_cross_site", "respond"]
 
 #: What an ``authorize`` hook is asked about.
 ACTIONS = ("stream", "start", "view", "cancel", "list")
@@ -53,6 +54,13 @@ def authorize(options: Options, environ: WSGIEnvironment, action: str, record: J
         raise HttpError(refusal.status, refusal.message) from None
     if allowed is not True:
         raise HttpError(403, f"not allowed to {action} here")
+
+
+def refuse_cross_site(options: Options, environ: WSGIEnvironment) -> None:
+    """A browser request from another site may not start, cancel or run anything here: 403."""
+    refusal = cross_site_refusal(environ, allowed_origins=options.allowed_origins)
+    if refusal is not None:
+        raise HttpError(403, refusal)
 
 
 def open_stream(

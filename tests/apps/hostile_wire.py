@@ -36,6 +36,7 @@ __all__ = [
     "call",
     "check_text",
     "dechunk",
+    "expected_text",
     "expected_visible",
     "half_closed",
     "ndjson_objects",
@@ -170,6 +171,12 @@ def stats(url: str, key: str = "") -> dict[str, Any]:
 def expected_visible(text: str) -> str:
     """How text, HTML and SSE show ``text``: controls pictured, lone surrogates as ``\\udcXX``."""
     return visible(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def expected_text(text: str) -> str:
+    """How the text format shows ``text``: as :func:`expected_visible`, and a line that would start with ``--``
+    (the library's own lines do) dash-escaped with ``- ``, so a record cannot forge them."""
+    return re.sub("(?:^|(?<=[\n\u2028\u2029]))(?=--)", "- ", expected_visible(text))
 
 
 def expected_json(text: str) -> str:
