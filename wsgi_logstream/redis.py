@@ -31,12 +31,15 @@ at most, the oldest ending going first.
 
 Writing goes through :class:`~wsgi_logstream.batching.BatchingLog`: one
 script call per batch, never a round trip per line on the operation's thread.
-Reading: each viewer reads entries with ``XRANGE`` (in a script that also
-reads the record); a viewer waiting for more waits on a local condition,
-woken by one thread per process that blocks in a single ``XREAD`` over every
-stream this process's viewers wait on, on one connection of its own. So a
+Reading: a viewer reads history with ``XRANGE`` (in a script that also
+reads the record). Once live, it waits on a local condition, woken by one
+thread per process that blocks in a single ``XREAD`` over every stream this
+process's viewers wait on, on one connection of its own; the entries that
+read brings are kept (the latest thousand or so per job) and live viewers
+take them from there, asking Redis itself at most once a second. So a
 process serves any number of viewers of any number of jobs with that one
-connection plus a small pool (``max_connections``).
+connection plus a small pool (``max_connections``), and a new line costs
+one read of Redis per process, not one per viewer.
 
 If Redis cannot be reached, every call that needs it raises
 :class:`~wsgi_logstream.errors.StoreUnavailable` (the jobs app answers
