@@ -24,7 +24,7 @@ from servers import wait_until
 
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.errors import StoreUnavailable
-from wsgi_logstream.record import JobRecord
+from wsgi_logstream.record import JobRecord, due_ending
 from wsgi_logstream.redis import RedisStore
 from wsgi_logstream.store import JobStore
 
@@ -376,3 +376,21 @@ def test_readers_joining_at_any_point_of_a_busy_job_each_get_every_line_once_in_
     assert log.dropped == 0
     for since, seqs in results.values():
         assert seqs == list(range(since + 1, total + 1)), f"from {since}: {seqs[:3]}...{seqs[-3:]}"
+
+
+def test_a_silent_job_that_runs_longer_than_its_lease_is_not_lost_while_its_runner_lives(
+    server: RedisServer, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix, lease=1.0, poll=0.1)
+    log = _begun(store, "silent")
+    first = store.get("silent")
+    assert first is not None and first.lease_until is not None
+
+    def renewed_past_two_leases() -> JobRecord | None:
+        record = store.get("silent")
+        assert record is not None and due_ending(record, time.time()) is None, "lost while its runner lives"
+        return record if record.lease_until is not None and record.lease_until > first.lease_until + 2.0 else None
+
+    record = wait_until(renewed_past_two_leases, 10, "the lease to be renewed for two leases")
+    assert record.status == "running"
+    assert log.finish(Summary("ok", time.time(), time.time(), 0))
