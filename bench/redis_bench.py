@@ -334,11 +334,14 @@ def measure_viewers(url: str, common: dict[str, str], work: Path, viewers: int, 
         selector.close()
     complete = sum(1 for s in streams.values() if s["seqs"] == list(range(1, lines + 1)))
     delays = [d for s in streams.values() for d in s["delays"]]
+    # Past the first 2 s (10 lines), once every viewer is waiting: the steady state.
+    steady = [d for s in streams.values() for seq, d in zip(s["seqs"], s["delays"]) if seq > 10]
     return {
         "viewers": viewers,
         "lines": lines,
         "complete_viewers": complete,
         "latency": percentiles(delays) if delays else {},
+        "latency_after_2s": percentiles(steady) if steady else {},
         "redis_connections_per_worker_before": per_worker,
         "redis_connections_per_worker_after": peak_per_worker,
         "redis_clients_total": [clients_before, clients_after],

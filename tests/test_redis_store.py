@@ -282,7 +282,7 @@ def test_while_redis_is_down_the_runner_goes_on_drops_beyond_its_buffer_and_read
                 _line(log, n)
             for _ in range(5):
                 with pytest.raises(StoreUnavailable):
-                    store.get("outage-job")
+                    store.list()
             own.start()
             wait_until(lambda: store.get("outage-job") is not None, 20, "the store to answer again")
             for n in range(311, 321):

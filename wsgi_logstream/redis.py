@@ -527,8 +527,9 @@ class _ReaderLog:
     ending it last saw (or ``lost``) and counts what it could not read as missed.
     """
 
-    #: Seconds a live viewer goes at most without asking Redis itself.
-    LOOK = 1.0
+    #: Seconds a live viewer goes at most without asking Redis itself (the end comes through the
+    #: listener; this is how a viewer learns that a job's keys are gone).
+    LOOK = 5.0
 
     def __init__(self, store: RedisStore, job_id: str) -> None:
         self._store = store
@@ -654,8 +655,12 @@ class RedisStore:
         self._block = 5.0  # seconds an XREAD blocks at most; its connection's timeout is longer
         self._listener = _Listener(self)
         self._logs: set[BatchingLog] = set()
+        self._fresh: dict[str, tuple[float, JobRecord | None]] = {}
         self._lock = threading.Lock()
         self._closed = False
+
+    #: Seconds a record this process read is given to other lookups in this process.
+    FRESH = 0.25
 
     def __repr__(self) -> str:
         return f"<RedisStore prefix={self.prefix!r}>"
@@ -717,15 +722,28 @@ class RedisStore:
             pipe.zadd(self._jobs_key, {record.id: record.created}, nx=True)
             return pipe.execute()
 
+        self._changed(record.id)
         made, _added = self._call(create)
         if not made:
             raise ValueError(f"job id {record.id!r} is already taken")
 
     def get(self, job_id: str) -> JobRecord | None:
+        # Every viewer of a running job looks at its record about once a second: within FRESH seconds,
+        # the viewers of one process share one read. This process's own changes are seen at once.
+        now = time.monotonic()
+        held = self._fresh.get(job_id)
+        if held is not None and now - held[0] < self.FRESH:
+            return held[1]
         got = self._script("get", [self._record_key(job_id), self._log_key(job_id)], [self.max_history])
-        if not got:
-            return None
-        return _record_from_hash(got[0], got[1], self.max_history)
+        record = None if not got else _record_from_hash(got[0], got[1], self.max_history)
+        if len(self._fresh) > 1000:
+            self._fresh = {key: value for key, value in self._fresh.items() if now - value[0] < self.FRESH}
+        self._fresh[job_id] = (now, record)
+        return record
+
+    def _changed(self, job_id: str) -> None:
+        """This process changed the job: the next ``get`` reads Redis."""
+        self._fresh.pop(job_id, None)
 
     def list(self) -> list[JobRecord]:
         def listed() -> tuple[list[Any], list[Any]]:
@@ -760,7 +778,9 @@ class RedisStore:
         return self.finish_job(job_id, summary, 0)
 
     def request_cancel(self, job_id: str) -> bool:
+        self._changed(job_id)
         result = self._script("cancel", [self._record_key(job_id)], [])
+        self._changed(job_id)
         if result == 2:  # it was queued: it never starts
             now = time.time()
             self.finish(job_id, Summary("cancelled", now, now, 0))
@@ -793,6 +813,7 @@ class RedisStore:
     # -- primitives: BatchTarget, and reading ------------------------------------------
 
     def begin_job(self, job_id: str, started: float, lease_until: float) -> bool:
+        self._changed(job_id)
         ttl = self._ttl_ms(self.lease + self.keep_finished)
         return bool(self._script("begin", [self._record_key(job_id)], [repr(started), repr(lease_until), ttl]))
 
@@ -823,7 +844,10 @@ class RedisStore:
             fields += [name, json.dumps(value)]
         ttl = self._ttl_ms(self.keep_finished) if self.keep_finished > 0 else 0
         keys = [self._record_key(job_id), self._log_key(job_id)]
-        if not self._script("finish", keys, [ttl, next_seq, summary.records, *fields]):
+        self._changed(job_id)
+        finished = self._script("finish", keys, [ttl, next_seq, summary.records, *fields])
+        self._changed(job_id)  # again: a look during the script may have kept the record as it was
+        if not finished:
             return False
         self._forget_finished(job_id, summary.ended)
         return True
@@ -845,6 +869,7 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for old in oldest:
                 pipe.delete(self._record_key(old), self._log_key(old))
+                self._changed(old)
             pipe.zrem(self._ended_key, *oldest)
             pipe.zrem(self._jobs_key, *oldest)
             pipe.execute()
