@@ -106,13 +106,16 @@ def redis_server(directory: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], directory: Path) -> Iterator[int]:
+def gunicorn(
+    env: dict[str, str], directory: Path, *, workers: int = 1, worker_class: str = "gthread"
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
-    args = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread"]
-    args += ["--threads", "8", "--log-level", "warning", "--pythonpath", str(HERE), "app_store_jobs:application"]
+    args = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    args += ["--worker-class", worker_class, "--threads", "8", "--worker-connections", "2000"]
+    args += ["--log-level", "warning", "--pythonpath", str(HERE), "app_store_jobs:application"]
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    with process(args, port, full, directory / f"gunicorn-{port}.log"):
-        yield port
+    with process(args, port, full, directory / f"gunicorn-{port}.log") as proc:
+        yield port, proc
 
 
 def post(port: int, path: str) -> str:
@@ -259,6 +262,92 @@ def measure_memory(url: str, records: int, history: int) -> dict[str, Any]:
         client.close()
 
 
+_RECORD = re.compile(rb'"seq":(\d+),.*"line":"line \d+ at ([0-9.]+)"')
+
+
+def measure_viewers(url: str, common: dict[str, str], work: Path, viewers: int, lines: int) -> dict[str, Any]:
+    """``viewers`` NDJSON streams of one job, on one gunicorn of 4 gevent workers; the job logs 5 lines a second."""
+    import selectors
+
+    import psutil
+    import redis
+
+    redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
+    env = {**common, "BENCH_STORE": "redis"}
+    with gunicorn(env, work, workers=4, worker_class="gevent") as (port, master):
+        gate, result = work / f"gate-{uuid.uuid4().hex}", work / f"result-{uuid.uuid4().hex}"
+        location = post(port, f"/?n={lines}&rate=5&gate={gate}&result={result}")
+        selector = selectors.DefaultSelector()
+        request = f"GET {location}?format=ndjson HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        streams: dict[socket.socket, dict[str, Any]] = {}
+        for _ in range(viewers):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(request)
+            sock.setblocking(False)
+            streams[sock] = {"buffer": b"", "seqs": [], "delays": [], "head": False, "ended": False}
+            selector.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        while sum(s["head"] for s in streams.values()) < viewers and time.monotonic() < deadline:
+            for key, _ in selector.select(0.5):
+                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                stream = streams[key.fileobj]  # type: ignore[index]
+                stream["buffer"] += data
+                if not stream["head"] and b"\r\n\r\n" in stream["buffer"]:
+                    stream["head"] = True
+                    stream["buffer"] = stream["buffer"].split(b"\r\n\r\n", 1)[1]
+        control = redis.Redis.from_url(url)
+        workers = [child.pid for child in psutil.Process(master.pid).children()]
+        per_worker = []
+        for pid in workers:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+            per_worker.append(sum(1 for c in conns if c.raddr and c.raddr.port == redis_port))
+        clients_before = len(control.client_list())
+        gate.touch()
+        ended = 0
+        while ended < viewers and time.monotonic() < deadline:
+            for key, _ in selector.select(1.0):
+                now = time.time()
+                sock = key.fileobj
+                stream = streams[sock]  # type: ignore[index]
+                data = sock.recv(1 << 16)  # type: ignore[union-attr]
+                if not data:
+                    selector.unregister(sock)
+                    stream["ended"] = stream["ended"] or "closed"
+                    ended += 1
+                    continue
+                *complete, stream["buffer"] = (stream["buffer"] + data).split(b"\n")
+                for line in complete:
+                    found = _RECORD.search(line)
+                    if found:
+                        stream["seqs"].append(int(found.group(1)))
+                        stream["delays"].append(now - float(found.group(2)))
+        peak_per_worker = []
+        for pid in workers:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+            peak_per_worker.append(sum(1 for c in conns if c.raddr and c.raddr.port == redis_port))
+        clients_after = len(control.client_list())
+        control.close()
+        for sock in streams:
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(sock)
+            sock.close()
+        selector.close()
+    complete = sum(1 for s in streams.values() if s["seqs"] == list(range(1, lines + 1)))
+    delays = [d for s in streams.values() for d in s["delays"]]
+    # Past the first 2 s (10 lines), once every viewer is waiting: the steady state.
+    steady = [d for s in streams.values() for seq, d in zip(s["seqs"], s["delays"]) if seq > 10]
+    return {
+        "viewers": viewers,
+        "lines": lines,
+        "complete_viewers": complete,
+        "latency": percentiles(delays) if delays else {},
+        "latency_after_2s": percentiles(steady) if steady else {},
+        "redis_connections_per_worker_before": per_worker,
+        "redis_connections_per_worker_after": peak_per_worker,
+        "redis_clients_total": [clients_before, clients_after],
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
@@ -279,10 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-records", type=int, default=5_000)
     parser.add_argument("--memory-records", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--viewers", type=int, default=1000, help="viewers over 4 gevent workers (0: skip)")
+    parser.add_argument("--viewer-lines", type=int, default=100, help="lines, 5 a second, in that phase")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.latency_records, args.memory_records, args.rounds = 20_000, 1_000, 100_000, 1
+        args.viewers, args.viewer_lines = min(args.viewers, 200), 20
     load = os.getloadavg()
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -297,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         with redis_server(work) as url:
             common = {"REDIS_URL": url, "BENCH_PREFIX": f"bench-{uuid.uuid4().hex[:8]}"}
             with (
-                gunicorn({**common, "BENCH_STORE": "memory"}, work) as memory,
-                gunicorn({**common, "BENCH_STORE": "redis"}, work) as runner,
-                gunicorn({**common, "BENCH_STORE": "redis"}, work) as viewer,
+                gunicorn({**common, "BENCH_STORE": "memory"}, work) as (memory, _),
+                gunicorn({**common, "BENCH_STORE": "redis"}, work) as (runner, _),
+                gunicorn({**common, "BENCH_STORE": "redis"}, work) as (viewer, _),
             ):
                 setups = {"memory": (memory, memory), "redis": (runner, viewer)}
                 for round_ in range(args.rounds):
@@ -316,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
                         figures = percentiles(delays)
                         results["latency"][store].append(figures)
                         log(f"latency {store}: {figures}")
+            if args.viewers:
+                log(f"{args.viewers} viewers over 4 gevent workers")
+                results["viewers"] = measure_viewers(url, common, work, args.viewers, args.viewer_lines)
+                log(f"viewers: {results['viewers']}")
             log(f"memory: {args.memory_records:,} lines, max_history 10000")
             results["memory"] = measure_memory(url, args.memory_records, 10_000)
             log(f"memory: {results['memory']}")

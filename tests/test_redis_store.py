@@ -24,7 +24,7 @@ from servers import wait_until
 
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.errors import StoreUnavailable
-from wsgi_logstream.record import JobRecord
+from wsgi_logstream.record import JobRecord, due_ending
 from wsgi_logstream.redis import RedisStore
 from wsgi_logstream.store import JobStore
 
@@ -282,7 +282,7 @@ def test_while_redis_is_down_the_runner_goes_on_drops_beyond_its_buffer_and_read
                 _line(log, n)
             for _ in range(5):
                 with pytest.raises(StoreUnavailable):
-                    store.get("outage-job")
+                    store.list()
             own.start()
             wait_until(lambda: store.get("outage-job") is not None, 20, "the store to answer again")
             for n in range(311, 321):
@@ -331,3 +331,66 @@ def test_any_text_a_line_can_hold_comes_back_exactly(
         None,
         "ünits",
     )
+
+
+def test_a_runner_whose_job_vanished_from_redis_stops_writing_and_its_operation_is_not_cancelled(
+    server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix)
+    log = _begun(store, "vanishing")
+    _line(log, 1)
+    wait_until(lambda: _next_seq(store, "vanishing") == 2, 10, "the first line written")
+    control.delete(f"{{{prefix}:vanishing}}:record", f"{{{prefix}:vanishing}}:log")  # as a restart without data
+    _line(log, 2)
+    wait_until(lambda: log.closed, 10, "the runner to notice")
+    assert not log.cancel_event.is_set()
+    assert not log.finish(Summary("ok", time.time(), time.time(), 2))
+    assert store.get("vanishing") is None and not list(control.scan_iter(match=f"{{{prefix}:vanishing}}*"))
+
+
+def test_readers_joining_at_any_point_of_a_busy_job_each_get_every_line_once_in_order(
+    server: RedisServer, prefix: str, stores: list[RedisStore]
+) -> None:
+    total = 20_000
+    runner = _store(stores, server.url, prefix, buffer=total, max_history=total)
+    viewer = _store(stores, server.url, prefix, max_history=total)  # another process's: one listener, one cache
+    log = _begun(runner, "busy-job")
+    results: dict[int, tuple[int, list[int]]] = {}
+    threads: list[threading.Thread] = []
+
+    def read(k: int, since: int) -> None:
+        missed, seqs, _ = _read_all(viewer, "busy-job", since)
+        results[k] = (since, seqs if not missed else [-missed])
+
+    for n in range(1, total + 1):
+        _line(log, n)
+        if n % 2000 == 0:  # a reader from the start and one from here, while lines keep coming
+            for since in (0, n):
+                thread = threading.Thread(target=read, args=(len(threads), since))
+                threads.append(thread)
+                thread.start()
+    assert log.finish(Summary("ok", time.time(), time.time(), total))
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == len(threads) == 20
+    assert log.dropped == 0
+    for since, seqs in results.values():
+        assert seqs == list(range(since + 1, total + 1)), f"from {since}: {seqs[:3]}...{seqs[-3:]}"
+
+
+def test_a_silent_job_that_runs_longer_than_its_lease_is_not_lost_while_its_runner_lives(
+    server: RedisServer, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix, lease=1.0, poll=0.1)
+    log = _begun(store, "silent")
+    first = store.get("silent")
+    assert first is not None and first.lease_until is not None
+
+    def renewed_past_two_leases() -> JobRecord | None:
+        record = store.get("silent")
+        assert record is not None and due_ending(record, time.time()) is None, "lost while its runner lives"
+        return record if record.lease_until is not None and record.lease_until > first.lease_until + 2.0 else None
+
+    record = wait_until(renewed_past_two_leases, 10, "the lease to be renewed for two leases")
+    assert record.status == "running"
+    assert log.finish(Summary("ok", time.time(), time.time(), 0))

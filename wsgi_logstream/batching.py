@@ -129,6 +129,7 @@ class BatchingLog:
         self._thread: threading.Thread | None = None
         self.cancel_event = threading.Event()
         self._failed = False
+        self._exited = False
 
     # -- LogWriter, on the operation's thread ------------------------------------------
 
@@ -178,8 +179,9 @@ class BatchingLog:
         deadline = time.monotonic() + self._finish_wait
         if self._thread is not None:
             self._idle.clear()
-            self._wake.set()
-            self._idle.wait(self._finish_wait)
+            if not self._exited:  # checked after the clear: a writer that exits now sets _idle after it
+                self._wake.set()
+                self._idle.wait(self._finish_wait)
         self._stop_writer(max(deadline - time.monotonic(), 0.1))
         with self._lock:
             self.dropped += len(self._buffer)  # what could not be written in time
@@ -240,6 +242,13 @@ class BatchingLog:
                 self.dropped += 1
 
     def _run(self) -> None:
+        try:
+            self._write_until_stopped()
+        finally:
+            self._exited = True
+            self._idle.set()
+
+    def _write_until_stopped(self) -> None:
         next_poll = 0.0
         while True:
             now = time.monotonic()
@@ -258,7 +267,6 @@ class BatchingLog:
             except StoreUnavailable:
                 self._give_back(batch.entries)
                 if self._stop.wait(self.RETRY):
-                    self._idle.set()
                     return
                 continue
             except Exception:
@@ -282,5 +290,4 @@ class BatchingLog:
                     self._buffer.clear()
                 if heard == Heard.ENDED:
                     self.cancel_event.set()
-                self._idle.set()
                 return

@@ -31,12 +31,15 @@ at most, the oldest ending going first.
 
 Writing goes through :class:`~wsgi_logstream.batching.BatchingLog`: one
 script call per batch, never a round trip per line on the operation's thread.
-Reading: each viewer reads entries with ``XRANGE`` (in a script that also
-reads the record); a viewer waiting for more waits on a local condition,
-woken by one thread per process that blocks in a single ``XREAD`` over every
-stream this process's viewers wait on, on one connection of its own. So a
+Reading: a viewer reads history with ``XRANGE`` (in a script that also
+reads the record). Once live, it waits on a local condition, woken by one
+thread per process that blocks in a single ``XREAD`` over every stream this
+process's viewers wait on, on one connection of its own; the entries that
+read brings are kept (the latest thousand or so per job) and live viewers
+take them from there, asking Redis itself at most once a second. So a
 process serves any number of viewers of any number of jobs with that one
-connection plus a small pool (``max_connections``).
+connection plus a small pool (``max_connections``), and a new line costs
+one read of Redis per process, not one per viewer.
 
 If Redis cannot be reached, every call that needs it raises
 :class:`~wsgi_logstream.errors.StoreUnavailable` (the jobs app answers
@@ -46,6 +49,7 @@ If Redis cannot be reached, every call that needs it raises
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -285,16 +289,28 @@ def _is_outage(exc: BaseException) -> bool:
 
 
 class _Watch:
-    """Viewers of one job in this process waiting for entries: what the listener knows of its stream."""
+    """One job's stream as this process's listener knows it: its viewers, and the entries it read lately.
 
-    __slots__ = ("changed", "ended", "last_used", "next", "waiters")
+    ``cache`` holds, in order, every entry of the stream from ``cache_from``
+    up to ``next`` (exclusive): viewers that are live take them from here,
+    so a line reaches a thousand viewers of a process with one read of Redis.
+    """
+
+    __slots__ = ("cache", "cache_from", "changed", "ended", "last_used", "next", "waiters")
 
     def __init__(self, lock: threading.Lock, next_seq: int) -> None:
         self.changed = threading.Condition(lock)
         self.next = next_seq  # the listener has seen every entry below this
+        self.cache: list[Entry] = []
+        self.cache_from = next_seq
         self.ended = False
         self.waiters = 0
         self.last_used = time.monotonic()
+
+    def skip_to(self, next_seq: int) -> None:
+        """A viewer read further than the listener: start again from there (the cache restarts empty)."""
+        self.next = self.cache_from = next_seq
+        self.cache = []
 
 
 class _Listener:
@@ -310,6 +326,8 @@ class _Listener:
 
     #: Seconds a job's stream stays in the read after its last viewer stopped waiting.
     KEEP = 5.0
+    #: Entries of a job kept for its live viewers (up to twice this before it is cut back).
+    CACHE = 1000
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
@@ -336,7 +354,7 @@ class _Listener:
                 watch = self._watches[job_id] = _Watch(self._lock, after + 1)
                 self._dirty = True
             elif watch.next < after + 1:
-                watch.next = after + 1  # this viewer has read that far: the next read starts there
+                watch.skip_to(after + 1)  # this viewer has read that far: the next read starts there
             if watch.next > after + 1 or watch.ended:
                 return
             watch.waiters += 1
@@ -410,8 +428,7 @@ class _Listener:
                 self._blocked = True
             try:
                 conn = self._connection()
-                # One entry per stream is enough to know there is news: viewers read the entries themselves.
-                reply = conn.xread(streams, block=self._block_ms, count=1)
+                reply = conn.xread(streams, block=self._block_ms, count=self.CACHE)
             except redis_errors.RedisError as exc:
                 with self._lock:
                     self._blocked = False
@@ -432,15 +449,43 @@ class _Listener:
                 self._blocked = False
                 for key, entries in reply or ():
                     watch = self._watches.get(store._job_of(_text(key)))
-                    if watch is None or not entries:
-                        continue
-                    entry_id, fields = entries[-1]
-                    seq = int(_text(entry_id).split("-")[0])
-                    if b"end" in fields or "end" in fields:
-                        watch.ended = True
-                    watch.next = max(watch.next, seq + 1)
-                    watch.changed.notify_all()
+                    if watch is not None and entries:
+                        self._took(watch, entries)
         self._close_connection()
+
+    def _took(self, watch: _Watch, entries: Sequence[Any]) -> None:
+        """Under the lock: what one XREAD brought for a job, into its cache; its viewers are woken."""
+        cache = watch.cache
+        for entry_id, fields in entries:
+            seq = int(_text(entry_id).split("-")[0])
+            if seq < watch.next:
+                continue  # read from an older position: known already
+            payload = fields.get(b"e")
+            if payload is None:  # the end marker
+                watch.ended = True
+                break
+            cache.append(_decode_entry(seq, json.loads(payload)))
+            watch.next = seq + 1
+        if len(cache) > 2 * self.CACHE:
+            del cache[: len(cache) - self.CACHE]
+            watch.cache_from = cache[0].seq
+        watch.changed.notify_all()
+
+    def cached(self, job_id: str, after: int, limit: int, max_history: int) -> LogSlice | None:
+        """Entries above ``after`` as the listener knows them (none, if it knows of none); None: ask Redis."""
+        with self._lock:
+            watch = self._watches.get(job_id)
+            if watch is None or watch.ended:
+                return None
+            if after + 1 >= watch.next:
+                return LogSlice((), after + 1, None)  # nothing new: the listener reads this stream and saw none
+            if after + 1 < watch.cache_from:
+                return None  # older than the cache: from Redis
+            cache = watch.cache
+            start = bisect.bisect_right([entry.seq for entry in cache], after) if cache else 0
+            oldest = watch.next - max_history  # what the store serves: the last max_history only
+            entries = [entry for entry in cache[start : start + limit] if entry.seq >= oldest]
+            return LogSlice(entries, watch.next, None)
 
     def _connection(self) -> Any:
         if self._conn is None:
@@ -482,8 +527,13 @@ class _ReaderLog:
     ending it last saw (or ``lost``) and counts what it could not read as missed.
     """
 
+    #: Seconds a live viewer goes at most without asking Redis itself (the end comes through the
+    #: listener; this is how a viewer learns that a job's keys are gone).
+    LOOK = 5.0
+
     def __init__(self, store: RedisStore, job_id: str) -> None:
         self._store = store
+        self._look_again = 0.0
         self._next_seq = 1
         self._summary: Summary | None = None
         self._started = time.time()
@@ -495,14 +545,24 @@ class _ReaderLog:
         raise NotImplementedError  # nor write
 
     def read(self, job_id: str, after: int, limit: int) -> LogSlice | None:
+        store = self._store
+        now = time.monotonic()
+        if now < self._look_again:
+            # A live viewer: new entries come from the listener's cache; Redis itself is asked
+            # at most every LOOK seconds (has the job ended, or gone?).
+            hit = store._listener.cached(job_id, after, limit, store.max_history)
+            if hit is not None:
+                self._next_seq = max(self._next_seq, hit.next_seq)
+                return LogSlice(hit.entries, self._next_seq, None)
+        self._look_again = now + self.LOOK
         try:
-            got = self._store._read(job_id, after, limit)
+            got = store._read(job_id, after, limit)
         except StoreUnavailable:
             return LogSlice((), self._next_seq, None)  # nothing now; the viewer waits and tries again
         if got is None:
             if self._summary is None:
-                now = time.time()
-                self._summary = Summary("lost", self._started, now, 0, error="the job is no longer in the store")
+                ended = time.time()
+                self._summary = Summary("lost", self._started, ended, 0, error="the job is no longer in the store")
             return LogSlice((), self._next_seq, self._summary)
         self._next_seq = got.next_seq
         self._summary = got.summary
@@ -530,7 +590,7 @@ class RedisStore:
       renews its lease. At most ``lease / 2``.
     - ``buffer`` (10000): entries a runner holds while Redis is slow or down;
       beyond that the oldest are dropped (and counted as missed by readers).
-    - ``max_connections`` (10): the pool's size when the store makes it; the
+    - ``max_connections`` (4): the pool's size when the store makes it; the
       listener's own connection is one more.
     """
 
@@ -545,7 +605,7 @@ class RedisStore:
         lease: float = 10.0,
         poll: float = 0.5,
         buffer: int = 10_000,
-        max_connections: int = 10,
+        max_connections: int = 4,
     ) -> None:
         self.max_history, self.keep_finished, self.max_finished = check_store_options(
             max_history=max_history, keep_finished=keep_finished, max_finished=max_finished
@@ -595,8 +655,12 @@ class RedisStore:
         self._block = 5.0  # seconds an XREAD blocks at most; its connection's timeout is longer
         self._listener = _Listener(self)
         self._logs: set[BatchingLog] = set()
+        self._fresh: dict[str, tuple[float, JobRecord | None]] = {}
         self._lock = threading.Lock()
         self._closed = False
+
+    #: Seconds a record this process read is given to other lookups in this process.
+    FRESH = 0.25
 
     def __repr__(self) -> str:
         return f"<RedisStore prefix={self.prefix!r}>"
@@ -658,15 +722,28 @@ class RedisStore:
             pipe.zadd(self._jobs_key, {record.id: record.created}, nx=True)
             return pipe.execute()
 
+        self._changed(record.id)
         made, _added = self._call(create)
         if not made:
             raise ValueError(f"job id {record.id!r} is already taken")
 
     def get(self, job_id: str) -> JobRecord | None:
+        # Every viewer of a running job looks at its record about once a second: within FRESH seconds,
+        # the viewers of one process share one read. This process's own changes are seen at once.
+        now = time.monotonic()
+        held = self._fresh.get(job_id)
+        if held is not None and now - held[0] < self.FRESH:
+            return held[1]
         got = self._script("get", [self._record_key(job_id), self._log_key(job_id)], [self.max_history])
-        if not got:
-            return None
-        return _record_from_hash(got[0], got[1], self.max_history)
+        record = None if not got else _record_from_hash(got[0], got[1], self.max_history)
+        if len(self._fresh) > 1000:
+            self._fresh = {key: value for key, value in self._fresh.items() if now - value[0] < self.FRESH}
+        self._fresh[job_id] = (now, record)
+        return record
+
+    def _changed(self, job_id: str) -> None:
+        """This process changed the job: the next ``get`` reads Redis."""
+        self._fresh.pop(job_id, None)
 
     def list(self) -> list[JobRecord]:
         def listed() -> tuple[list[Any], list[Any]]:
@@ -701,7 +778,9 @@ class RedisStore:
         return self.finish_job(job_id, summary, 0)
 
     def request_cancel(self, job_id: str) -> bool:
+        self._changed(job_id)
         result = self._script("cancel", [self._record_key(job_id)], [])
+        self._changed(job_id)
         if result == 2:  # it was queued: it never starts
             now = time.time()
             self.finish(job_id, Summary("cancelled", now, now, 0))
@@ -734,6 +813,7 @@ class RedisStore:
     # -- primitives: BatchTarget, and reading ------------------------------------------
 
     def begin_job(self, job_id: str, started: float, lease_until: float) -> bool:
+        self._changed(job_id)
         ttl = self._ttl_ms(self.lease + self.keep_finished)
         return bool(self._script("begin", [self._record_key(job_id)], [repr(started), repr(lease_until), ttl]))
 
@@ -764,7 +844,10 @@ class RedisStore:
             fields += [name, json.dumps(value)]
         ttl = self._ttl_ms(self.keep_finished) if self.keep_finished > 0 else 0
         keys = [self._record_key(job_id), self._log_key(job_id)]
-        if not self._script("finish", keys, [ttl, next_seq, summary.records, *fields]):
+        self._changed(job_id)
+        finished = self._script("finish", keys, [ttl, next_seq, summary.records, *fields])
+        self._changed(job_id)  # again: a look during the script may have kept the record as it was
+        if not finished:
             return False
         self._forget_finished(job_id, summary.ended)
         return True
@@ -786,6 +869,7 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             for old in oldest:
                 pipe.delete(self._record_key(old), self._log_key(old))
+                self._changed(old)
             pipe.zrem(self._ended_key, *oldest)
             pipe.zrem(self._jobs_key, *oldest)
             pipe.execute()
