@@ -84,11 +84,13 @@ def logstream_task(
         # Not functools.wraps: Celery checks calls against the wrapper's own
         # signature, which takes the job id first.
         run_as_job.__module__ = func.__module__
-        run_as_job.__name__ = getattr(func, "__name__", "task")
+        name = getattr(func, "__name__", "")
+        # Celery compiles a signature check named after the function: a lambda's "<lambda>" will not do.
+        run_as_job.__name__ = name if name.isidentifier() else "logstream_task"
         run_as_job.__qualname__ = getattr(func, "__qualname__", run_as_job.__name__)
         run_as_job.__doc__ = func.__doc__
-        task_options.setdefault("name", f"{func.__module__}.{run_as_job.__qualname__}")
-        task: Task = app.task(**task_options)(run_as_job)
+        given = {"name": f"{func.__module__}.{run_as_job.__qualname__}", **task_options}
+        task: Task = app.task(**given)(run_as_job)
         return task
 
     return decorate
