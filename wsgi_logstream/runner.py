@@ -47,6 +47,7 @@ from .record import JobRecord, due_ending
 from .store import JobStore
 
 __all__ = [
+    "MAX_PAYLOAD_BODY",
     "RUN_OPTIONS",
     "PayloadError",
     "Runner",
