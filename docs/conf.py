@@ -24,6 +24,7 @@ An extra without a module, or a module that does not import, fails the build.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import importlib.util
 import logging
@@ -65,6 +66,13 @@ nitpick_ignore_regex = [
     # Internal objects in the constructors of classes that applications get from a function and never build:
     # LogStreamApp and JobsApp (from logstream() and jobs()), JobHandle (from JobsApp.start()).
     (r"py:class", r"wsgi_logstream\.(options\.Options|options\.JobsSettings|operation\.Operation)"),
+    # The integrations' annotations name their framework's types by their short names (imported for type
+    # checking only), and their own aliases and type variables.
+    (
+        r"py:class",
+        r"(HttpRequest|HttpResponseBase|QuerySet|View|URLPattern|Blueprint|Flask|Response|Celery|Task|Queue|Redis"
+        r"|DjangoAuthorize|FlaskAuthorize|(wsgi_logstream\.\w+\.)?F)",
+    ),
 ]
 
 autodoc_member_order = "bysource"
@@ -82,7 +90,9 @@ DEVELOPMENT_EXTRAS = {"test", "docs", "bench"}
 EXTRA_MODULES: dict[str, str] = {}
 # Call-shaped code in the README that is not wsgi_logstream's API: the WSGI iterable's close(), the user's own
 # target, the selectors a server uses.
-NOT_API = {"close", "target", "select", "poll"}
+# The hooks an application writes (authorize, owner, form_fields) and the frameworks' own functions the README
+# shows beside ours (Django's permission_required, Flask's abort).
+NOT_API = {"close", "target", "select", "poll", "authorize", "owner", "form_fields", "permission_required", "abort"}
 
 
 def _extras() -> dict[str, list[str]]:
@@ -157,10 +167,32 @@ def _reference(code: str) -> str | None:
         return f"wsgi_logstream.{match.group(1)}"
     match = _CALL.fullmatch(code)
     if match and match.group(1) not in NOT_API:
-        return f"wsgi_logstream.{match.group(1)}"
+        name = match.group(1)
+        if name not in wsgi_logstream.__all__:
+            # A function of an integration (urls() of wsgi_logstream.django) is written by its bare name in the
+            # section about that integration.
+            for module, names in _integration_functions().items():
+                if name in names:
+                    return f"wsgi_logstream.{module}.{name}"
+        return f"wsgi_logstream.{name}"
     if code in wsgi_logstream.__all__:
         return f"wsgi_logstream.{code}"
     return None
+
+
+def _integration_functions() -> dict[str, set[str]]:
+    """The public top-level names of each integration module, read from its source (nothing imported)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "wsgi_logstream").glob("*.py")):
+        if path.stem not in _extras():
+            continue
+        tree = ast.parse(path.read_text())
+        found[path.stem] = {
+            node.name
+            for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+        }
+    return found
 
 
 def _link_api(line: str) -> str:
