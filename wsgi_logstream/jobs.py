@@ -283,6 +283,7 @@ class JobsApp:
 
     def _stream(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if is_probe(query_params(environ)):
+            authorize(self.options, environ, "view", record)  # a refused client gets no answer but the refusal
             return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         request = parse_stream_request(environ, ("GET", "HEAD"))
         authorize(self.options, environ, "view", record)
