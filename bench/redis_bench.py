@@ -335,7 +335,7 @@ def measure_viewers(url: str, common: dict[str, str], work: Path, viewers: int, 
     complete = sum(1 for s in streams.values() if s["seqs"] == list(range(1, lines + 1)))
     delays = [d for s in streams.values() for d in s["delays"]]
     # Past the first 2 s (10 lines), once every viewer is waiting: the steady state.
-    steady = [d for s in streams.values() for seq, d in zip(s["seqs"], s["delays"]) if seq > 10]
+    steady = [d for s in streams.values() for seq, d in zip(s["seqs"], s["delays"], strict=True) if seq > 10]
     return {
         "viewers": viewers,
         "lines": lines,

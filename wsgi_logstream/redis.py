@@ -772,7 +772,7 @@ class RedisStore:
 
         ids, replies = self._call(listed)
         records, gone = [], []
-        for job_id, got in zip(ids, replies):
+        for job_id, got in zip(ids, replies, strict=True):
             if got:
                 records.append(_record_from_hash(got[0], got[1], self.max_history))
             else:
