@@ -36,7 +36,7 @@ reads the record). Once live, it waits on a local condition, woken by one
 thread per process that blocks in a single ``XREAD`` over every stream this
 process's viewers wait on, on one connection of its own; the entries that
 read brings are kept (the latest thousand or so per job) and live viewers
-take them from there, asking Redis itself at most once a second. So a
+take them from there, asking Redis itself every few seconds. So a
 process serves any number of viewers of any number of jobs with that one
 connection plus a small pool (``max_connections``), and a new line costs
 one read of Redis per process, not one per viewer.
