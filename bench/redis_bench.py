@@ -265,81 +265,118 @@ def measure_memory(url: str, records: int, history: int) -> dict[str, Any]:
 _RECORD = re.compile(rb'"seq":(\d+),.*"line":"line \d+ at ([0-9.]+)"')
 
 
-def measure_viewers(url: str, common: dict[str, str], work: Path, viewers: int, lines: int) -> dict[str, Any]:
-    """``viewers`` NDJSON streams of one job, on one gunicorn of 4 gevent workers; the job logs 5 lines a second."""
+def _viewer_group(port: int, path: str, count: int, lines: int, conn: Any) -> None:
+    """In a client process of its own: ``count`` NDJSON streams; says "ready" once all have their head."""
     import selectors
+
+    selector = selectors.DefaultSelector()
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    streams: dict[Any, dict[str, Any]] = {}
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(request)
+        sock.setblocking(False)
+        streams[sock] = {"buffer": b"", "seqs": [], "delays": [], "head": False}
+        selector.register(sock, selectors.EVENT_READ)
+    deadline = time.monotonic() + 120
+    ended = 0
+    ready = False
+    while ended < count and time.monotonic() < deadline:
+        if not ready and all(stream["head"] for stream in streams.values()):
+            conn.send("ready")
+            ready = True
+        for key, _ in selector.select(0.5):
+            now = time.time()
+            sock = key.fileobj
+            stream = streams[sock]
+            data = sock.recv(1 << 16)
+            if not data:
+                selector.unregister(sock)
+                ended += 1
+                continue
+            buffer = stream["buffer"] + data
+            if not stream["head"]:
+                if b"\r\n\r\n" not in buffer:
+                    stream["buffer"] = buffer
+                    continue
+                stream["head"] = True
+                buffer = buffer.split(b"\r\n\r\n", 1)[1]
+            *complete, stream["buffer"] = buffer.split(b"\n")
+            for line in complete:
+                found = _RECORD.search(line)
+                if found:
+                    stream["seqs"].append(int(found.group(1)))
+                    stream["delays"].append(now - float(found.group(2)))
+    for sock in streams:
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(sock)
+        sock.close()
+    selector.close()
+    complete_streams = sum(1 for stream in streams.values() if stream["seqs"] == list(range(1, lines + 1)))
+    delays = [d for stream in streams.values() for d in stream["delays"]]
+    # Past the first 2 s (10 lines), once every viewer is waiting: the steady state.
+    steady = [
+        d for stream in streams.values() for seq, d in zip(stream["seqs"], stream["delays"], strict=True) if seq > 10
+    ]
+    conn.send((complete_streams, delays, steady))
+
+
+def measure_viewers(
+    url: str, common: dict[str, str], work: Path, viewers: int, lines: int, clients: int = 4
+) -> dict[str, Any]:
+    """``viewers`` NDJSON streams of one job, on one gunicorn of 4 gevent workers; the job logs 5 lines a second.
+
+    The streams are read by ``clients`` processes, so that the readers' own delay stays small in the figure.
+    """
+    import multiprocessing
 
     import psutil
     import redis
 
     redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
     env = {**common, "BENCH_STORE": "redis"}
+
+    def redis_connections(pids: list[int]) -> list[int]:
+        return [
+            sum(1 for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr and c.raddr.port == redis_port)
+            for pid in pids
+        ]
+
+    context = multiprocessing.get_context("fork")
     with gunicorn(env, work, workers=4, worker_class="gevent") as (port, master):
         gate, result = work / f"gate-{uuid.uuid4().hex}", work / f"result-{uuid.uuid4().hex}"
         location = post(port, f"/?n={lines}&rate=5&gate={gate}&result={result}")
-        selector = selectors.DefaultSelector()
-        request = f"GET {location}?format=ndjson HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-        streams: dict[socket.socket, dict[str, Any]] = {}
-        for _ in range(viewers):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-            sock.sendall(request)
-            sock.setblocking(False)
-            streams[sock] = {"buffer": b"", "seqs": [], "delays": [], "head": False, "ended": False}
-            selector.register(sock, selectors.EVENT_READ)
-        deadline = time.monotonic() + 120
-        while sum(s["head"] for s in streams.values()) < viewers and time.monotonic() < deadline:
-            for key, _ in selector.select(0.5):
-                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                stream = streams[key.fileobj]  # type: ignore[index]
-                stream["buffer"] += data
-                if not stream["head"] and b"\r\n\r\n" in stream["buffer"]:
-                    stream["head"] = True
-                    stream["buffer"] = stream["buffer"].split(b"\r\n\r\n", 1)[1]
+        groups = []
+        for k in range(clients):
+            mine, theirs = context.Pipe()
+            count = viewers // clients + (1 if k < viewers % clients else 0)
+            proc = context.Process(target=_viewer_group, args=(port, f"{location}?format=ndjson", count, lines, theirs))
+            proc.start()
+            groups.append((proc, mine))
+        for _proc, mine in groups:
+            if not mine.poll(120) or mine.recv() != "ready":
+                raise RuntimeError("a client never had all its streams")
         control = redis.Redis.from_url(url)
         workers = [child.pid for child in psutil.Process(master.pid).children()]
-        per_worker = []
-        for pid in workers:
-            conns = psutil.Process(pid).net_connections(kind="tcp")
-            per_worker.append(sum(1 for c in conns if c.raddr and c.raddr.port == redis_port))
+        per_worker = redis_connections(workers)
         clients_before = len(control.client_list())
         gate.touch()
-        ended = 0
-        while ended < viewers and time.monotonic() < deadline:
-            for key, _ in selector.select(1.0):
-                now = time.time()
-                sock = key.fileobj
-                stream = streams[sock]  # type: ignore[index]
-                data = sock.recv(1 << 16)  # type: ignore[union-attr]
-                if not data:
-                    selector.unregister(sock)
-                    stream["ended"] = stream["ended"] or "closed"
-                    ended += 1
-                    continue
-                *complete, stream["buffer"] = (stream["buffer"] + data).split(b"\n")
-                for line in complete:
-                    found = _RECORD.search(line)
-                    if found:
-                        stream["seqs"].append(int(found.group(1)))
-                        stream["delays"].append(now - float(found.group(2)))
-        peak_per_worker = []
-        for pid in workers:
-            conns = psutil.Process(pid).net_connections(kind="tcp")
-            peak_per_worker.append(sum(1 for c in conns if c.raddr and c.raddr.port == redis_port))
+        got = []
+        for proc, mine in groups:
+            if not mine.poll(180):
+                raise RuntimeError("a client never finished")
+            got.append(mine.recv())
+            proc.join(30)
+        peak_per_worker = redis_connections(workers)
         clients_after = len(control.client_list())
         control.close()
-        for sock in streams:
-            with contextlib.suppress(KeyError, ValueError):
-                selector.unregister(sock)
-            sock.close()
-        selector.close()
-    complete = sum(1 for s in streams.values() if s["seqs"] == list(range(1, lines + 1)))
-    delays = [d for s in streams.values() for d in s["delays"]]
-    # Past the first 2 s (10 lines), once every viewer is waiting: the steady state.
-    steady = [d for s in streams.values() for seq, d in zip(s["seqs"], s["delays"]) if seq > 10]
+    delays = [d for _, group, _ in got for d in group]
+    steady = [d for _, _, group in got for d in group]
     return {
         "viewers": viewers,
+        "client_processes": clients,
         "lines": lines,
-        "complete_viewers": complete,
+        "complete_viewers": sum(complete for complete, _, _ in got),
         "latency": percentiles(delays) if delays else {},
         "latency_after_2s": percentiles(steady) if steady else {},
         "redis_connections_per_worker_before": per_worker,

@@ -12,7 +12,7 @@ The same writer keeps the job alive and listening: every ``poll`` seconds,
 with or without entries, its write renews the runner's lease (so a runner
 that dies is seen as ``lost`` once the lease runs out) and brings back
 whether anyone, in any process, asked the job to stop, which sets
-:attr:`BatchingLog.cancel_event`.
+the log's ``cancel_event``.
 
 When the store is slow or unreachable the buffer holds up to ``buffer``
 entries; beyond that the oldest go. Entries are numbered before they are
