@@ -28,7 +28,6 @@ from servers import Program, RawClient, wait_until
 
 from tests.apps.deploy_site import PAGE
 
-FIRST_WRITE = "small first write not merged yet"
 pytestmark = pytest.mark.servers
 
 
@@ -74,7 +73,7 @@ def test_stream_passes_caddy_reverse_proxy_while_operation_runs(plain: Served, f
 
 @pytest.mark.parametrize(
     "fmt",
-    ["text", pytest.param("html", marks=pytest.mark.xfail(strict=True, reason=FIRST_WRITE)), "sse", "ndjson"],
+    ["text", "html", "sse", "ndjson"],
 )
 def test_stream_passes_caddy_encode_gzip_while_operation_runs(encoding: Served, fmt: str) -> None:
     _stream(encoding, fmt)
@@ -101,7 +100,6 @@ def test_caddy_encode_gzip_compresses_the_site_pages(proxy: str, request: pytest
     assert zlib.decompress(raw, wbits=31) == PAGE
 
 
-@pytest.mark.xfail(strict=True, reason=FIRST_WRITE)
 def test_job_viewer_with_history_passes_caddy_encode_gzip_while_the_job_runs(encoding: Served) -> None:
     key = uuid.uuid4().hex
     job = start_job(encoding.url, key)
@@ -125,7 +123,6 @@ def _page_is_live(proxy: Served) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason="check's probe does not mirror the real stream's first write yet")
 def test_check_through_caddy_encode_agrees_with_the_real_page(encoding: Served) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wsgi_logstream", "check", f"{encoding.url}/ops/run?format=html", "--lines", "5"],
