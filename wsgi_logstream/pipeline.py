@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .assets import ASSET_PREFIX, serve_asset
-from .errors import HttpError, Refused, error_response
+from .errors import HttpError, Refused, StoreUnavailable, error_response, unavailable
 from .formats import Format
 from .guard import cross_site_refusal
 from .options import Options
@@ -46,6 +46,8 @@ def respond(environ: WSGIEnvironment, start_response: StartResponse, handler: Ha
         return handler(environ, start_response)
     except HttpError as error:
         return error_response(start_response, error)
+    except StoreUnavailable as exc:
+        return error_response(start_response, unavailable(f"the job store is unavailable, try again shortly ({exc})"))
 
 
 def authorize(options: Options, environ: WSGIEnvironment, action: str, record: JobRecord | None = None) -> None:
