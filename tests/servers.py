@@ -115,7 +115,7 @@ def require_program(name: str) -> str:
     return found
 
 
-class Program:
+class Program(contextlib.AbstractContextManager["Program"]):
     """A server program started as a subprocess, stopped by PID."""
 
     def __init__(self, args: list[str], port: int, *, cwd: Path | None = None, env: dict[str, str] | None = None):
@@ -160,9 +160,6 @@ class Program:
         self._log_file.close()
         return self.proc.returncode
 
-    def __enter__(self) -> Program:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self.log.unlink(missing_ok=True)
@@ -198,7 +195,7 @@ def gunicorn(
     return Program(args, port)
 
 
-class RawClient:
+class RawClient(contextlib.AbstractContextManager["RawClient"]):
     """An HTTP/1.1 client on a raw socket that reads the body as it arrives."""
 
     def __init__(self, url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
@@ -267,9 +264,6 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> RawClient:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

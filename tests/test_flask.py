@@ -21,7 +21,7 @@ from tests.apps import flask_site, gates
 from tests.apps.gates import read_live
 from tests.inproc import Chunks, TestApp, logging_snapshot
 from tests.servers import wait_until
-from tests.wire import FORMATS, ndjson_objects, records, summary
+from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, records, summary
 from wsgi_logstream import jobs
 from wsgi_logstream.flask import MOUNTED, hook, owner
 
@@ -213,8 +213,7 @@ def test_each_format_streams_to_its_end_through_flask(fmt: str) -> None:
     response = client("bob").get(f"/t/stream/?key={k}&format={fmt}", buffered=False)
     with streamed(response) as stream:
         body = stream.read_to_end()
-    media = {"text": "text/plain", "html": "text/html", "sse": "text/event-stream", "ndjson": "application/x-ndjson"}
-    assert response.headers["Content-Type"].startswith(media[fmt])
+    assert response.headers["Content-Type"] == MEDIA_TYPES[fmt]
     lines = [line for _, line in records(body, fmt)]
     assert len(lines) == 2 and lines[0].endswith(f"first {k}") and lines[1].endswith(f"second {k}"), lines
     assert summary(body, fmt)["status"] == "ok"

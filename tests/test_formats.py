@@ -17,18 +17,12 @@ import pytest
 from tests.apps.targets import CountingTarget
 from tests.inproc import TestApp, call
 from tests.servers import RawClient, wsgiref_server
-from tests.wire import ndjson_objects, parse_html, parse_sse, summary
+from tests.wire import MEDIA_TYPES, ndjson_objects, parse_html, parse_sse, summary
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.formats")
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
-MEDIA = {
-    "text": "text/plain; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-    "sse": "text/event-stream",
-    "ndjson": "application/x-ndjson",
-}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers"}
 HOP_BY_HOP |= {"transfer-encoding", "upgrade"}
 
@@ -51,10 +45,10 @@ def _app(target: Any = two_lines, **options: Any) -> TestApp:
 # -- negotiation ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_format_query_parameter_picks_the_format_and_its_content_type(name: str) -> None:
     response = _app().get(f"/?format={name}", headers={"Accept": "text/html"})
-    assert response.headers["Content-Type"] == MEDIA[name]
+    assert response.headers["Content-Type"] == MEDIA_TYPES[name]
 
 
 @pytest.mark.parametrize(
@@ -76,7 +70,7 @@ def test_format_query_parameter_picks_the_format_and_its_content_type(name: str)
 def test_accept_header_negotiates_the_format(accept: str | None, expected: str) -> None:
     headers = {"Accept": accept} if accept is not None else {}
     response = _app().get("/", headers=headers)
-    assert response.headers["Content-Type"] == MEDIA[expected]
+    assert response.headers["Content-Type"] == MEDIA_TYPES[expected]
 
 
 def test_unknown_format_is_a_400_naming_the_accepted_values_and_runs_nothing() -> None:
@@ -243,7 +237,7 @@ def test_ndjson_end_object_has_error_status_when_the_target_failed() -> None:
 # -- every format ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_every_format_ends_with_a_summary_of_status_elapsed_and_dropped(name: str) -> None:
     for target, status, lines in ((two_lines, "ok", 2), (failing, "error", 1)):
         end = summary(_app(target).get(f"/?format={name}").body, name)
@@ -252,7 +246,7 @@ def test_every_format_ends_with_a_summary_of_status_elapsed_and_dropped(name: st
         assert end["elapsed"] >= 0
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(name: str) -> None:
     with call(logstream(two_lines), f"format={name}") as stream:
         stream.read_to_end()
@@ -260,7 +254,7 @@ def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(na
     assert stream.header("Cache-Control") == "no-store"
     assert stream.header("X-Accel-Buffering") == "no"
     assert stream.header("X-Content-Type-Options") == "nosniff"
-    assert stream.header("Content-Type") == MEDIA[name]
+    assert stream.header("Content-Type") == MEDIA_TYPES[name]
     assert stream.header("Content-Length") is None
     names = {k.lower() for k, _ in stream.headers}
     assert not names & HOP_BY_HOP
@@ -269,7 +263,7 @@ def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(na
 def test_a_real_server_sends_no_content_length_for_a_stream() -> None:
     """WebTest may add a Content-Length; a real server shows what the app sent."""
     with wsgiref_server(logstream(two_lines)) as url:
-        for name in MEDIA:
+        for name in MEDIA_TYPES:
             with RawClient(url, f"/?format={name}") as client:
                 client.read_to_end()
             assert client.status == 200
@@ -279,12 +273,12 @@ def test_a_real_server_sends_no_content_length_for_a_stream() -> None:
             assert client.headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_head_answers_the_headers_without_running_the_target(name: str) -> None:
     counter = CountingTarget("tests.formats")
     response = _app(counter).head(f"/?format={name}")
     assert response.status_int == 200
-    assert response.headers["Content-Type"] == MEDIA[name]
+    assert response.headers["Content-Type"] == MEDIA_TYPES[name]
     assert response.headers["Cache-Control"] == "no-store"
     assert response.body == b""
     assert counter.runs == 0

@@ -34,6 +34,7 @@ from wsgi_logstream.formats import visible
 
 __all__ = [
     "FORMATS",
+    "MEDIA_TYPES",
     "HtmlDocument",
     "SseEvent",
     "SseStream",
@@ -53,6 +54,13 @@ __all__ = [
 ]
 
 FORMATS = ("text", "html", "sse", "ndjson")
+#: The Content-Type each format is sent with.
+MEDIA_TYPES = {
+    "text": "text/plain; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "sse": "text/event-stream",
+    "ndjson": "application/x-ndjson",
+}
 
 
 # -- what a record should look like once escaped ----------------------------------

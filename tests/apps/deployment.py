@@ -84,7 +84,7 @@ class Worker:
         self._file.close()
 
 
-class Deployment:
+class Deployment(contextlib.AbstractContextManager["Deployment"]):
     """Two gunicorn instances of ``app`` (``workers`` processes each) behind nginx, on one Redis.
 
     Celery's broker and RQ's queue are in database 0, the jobs (the Redis
@@ -242,9 +242,6 @@ class Deployment:
 
     def close(self) -> None:
         self._stack.close()
-
-    def __enter__(self) -> Deployment:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
