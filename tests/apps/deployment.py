@@ -24,7 +24,7 @@ import psutil
 
 from tests.nginx import Nginx
 from tests.redis_server import RedisServer, start_redis
-from tests.servers import ROOT, Program, free_port, require_program, wait_until
+from tests.servers import ROOT, Program, free_port, require_program, stop_group, wait_until
 
 SCALED = ROOT / "examples" / "scaled"
 
@@ -68,15 +68,7 @@ class Worker:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             children = []
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+        stop_group(self.proc, sig, timeout)
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
