@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .errors import HttpError, Refused, error_response
+from .filters import FilteredReader, attachment
 from .formats import Format
 from .guard import cross_site_refusal
 from .options import Options
@@ -77,11 +78,16 @@ def open_stream(
 ) -> Iterable[bytes]:
     """Start the response and return the stream (nothing for ``HEAD``; ``reader`` is then never made)."""
     headers = [("Content-Type", fmt.media_type), *STREAM_HEADERS, *fmt.headers]
+    if request.download:
+        headers.append(("Content-Disposition", attachment(title, fmt)))
     start_response("200 OK", headers)
     if request.head_only:
         return []
+    log_reader = reader()
+    if request.filter is not None:
+        log_reader = FilteredReader(log_reader, request.filter)
     return StreamResponse(
-        reader(),
+        log_reader,
         fmt,
         title=title,
         started=started,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import parse_qs
 
 from .errors import HttpError
+from .filters import LineFilter, parse_filter
 from .formats import FORMATS, Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def query_params(environ: WSGIEnvironment) -> dict[str, str]:
         raise HttpError(400, "too many query parameters") from None
     params = {}
     for key, values in parsed.items():
-        if len(values) > 1 and key in ("format", "since", "token", "probe"):
+        if len(values) > 1 and key in ("format", "since", "token", "probe", "level", "grep"):
             raise HttpError(400, f"query parameter {key!r} given more than once")
         params[key] = values[-1]
     return params
@@ -197,6 +198,10 @@ class StreamRequest:
     detail: bool
     #: The ``Last-Event-ID`` header of an SSE request (EventSource reconnecting), else None.
     last_event_id: str | None
+    #: ``?level=`` and ``?grep=`` (:mod:`wsgi_logstream.filters`), applied to replay and live lines alike.
+    filter: LineFilter | None = None
+    #: ``?download=1``: the response is a file to save (``Content-Disposition: attachment``).
+    download: bool = False
 
     @property
     def head_only(self) -> bool:
@@ -247,4 +252,6 @@ def parse_stream_request(environ: WSGIEnvironment, methods: tuple[str, ...]) -> 
         format=name,
         detail=params.get("detail") in ("1", "json", "true"),
         last_event_id=last_event_id,
+        filter=parse_filter(params),
+        download=params.get("download") == "1",
     )
