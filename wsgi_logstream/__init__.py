@@ -5,6 +5,7 @@ from .capture import Thread, bind, cancelled, progress, wait_cancelled
 from .jobs import JobsApp, jobs
 from .middleware import LogStreamMiddleware
 from .redact import DEFAULT_REDACTIONS
+from .sections import section
 
 __version__ = "0.1.0.dev0"
 
@@ -18,5 +19,6 @@ __all__ = [
     "jobs",
     "logstream",
     "progress",
+    "section",
     "wait_cancelled",
 ]

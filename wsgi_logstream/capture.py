@@ -69,6 +69,7 @@ class Sink:
         "_redact",
         "channel",
         "deadline",
+        "errors",
         "level",
     )
 
@@ -92,6 +93,7 @@ class Sink:
         self._cancel = threading.Event() if cancel is None else cancel
         self.deadline = deadline  # time.monotonic() after which the operation is asked to stop
         self._names: dict[str, bool] = {}
+        self.errors = 0  # ERROR (or worse) records emitted: a section in which this grows ends as failed
 
     def wants(self, name: str, levelno: int) -> bool:
         if levelno < self.level or self.channel.closed:
@@ -129,6 +131,8 @@ class Sink:
             else:
                 state["asctime"] = saved_asctime
         name = record.name
+        if record.levelno >= 40:
+            self.errors += 1
         if self._records is not None:
             line, message = self._records.record(line, message)
             name = self._records(name)

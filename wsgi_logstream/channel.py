@@ -28,7 +28,13 @@ MAX_CHUNK_CHARS = 256 * 1024
 
 
 class Entry:
-    """One thing that happened: a log record (``kind == "log"``) or progress."""
+    """One thing that happened: a log record (``kind == "log"``), progress, or a section's start or end.
+
+    A ``"section"`` entry (:mod:`wsgi_logstream.sections`) keeps its name in
+    ``message``, ``"start"`` or ``"end"`` in ``line``, its depth (1 for the
+    outermost) in ``levelno``, and, at its end, its status (``"ok"`` or
+    ``"error"``) in ``levelname`` and its duration in seconds in ``done``.
+    """
 
     __slots__ = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
 
@@ -159,6 +165,10 @@ class Channel:
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
         self._append(Entry("progress", created, message=message or "", done=done, total=total))
 
+    def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
+        """A section starts or ends (see :class:`Entry` for where each field goes)."""
+        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
+
     def _append(self, entry: Entry) -> None:
         with self._lock:
             if self.summary is not None or self._abandoned:
@@ -167,7 +177,7 @@ class Channel:
             self._next += 1
             if entry.kind == "log":
                 self._records += 1
-            else:
+            elif entry.kind == "progress":
                 self.last_progress = entry
             self._entries.append(entry)
         for reader in self._readers:

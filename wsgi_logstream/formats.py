@@ -146,6 +146,8 @@ def summary_object(summary: Summary, dropped: int, seq: int) -> dict[str, Any]:
 
 
 def record_object(entry: Entry) -> dict[str, Any]:
+    if entry.kind == "section":
+        return section_object(entry)
     if entry.kind == "progress":
         return {
             "event": "progress",
@@ -165,6 +167,46 @@ def record_object(entry: Entry) -> dict[str, Any]:
         "message": _clean(entry.message),
         "line": _clean(entry.line),
     }
+
+
+def section_object(entry: Entry) -> dict[str, Any]:
+    """A section's start or end as the ``section`` event of NDJSON and SSE."""
+    obj: dict[str, Any] = {
+        "event": "section",
+        "seq": entry.seq,
+        "time": _finite(entry.created),
+        "action": entry.line,
+        "name": _clean(entry.message),
+        "depth": entry.levelno,
+    }
+    if entry.line == "end":
+        obj["status"] = entry.levelname
+        obj["elapsed"] = _finite(round(entry.done, 3))
+    return obj
+
+
+def section_text(entry: Entry) -> str:
+    """``-- section start: name --`` or ``-- section end: name (ok, 1.2s) --``, one line."""
+    name = visible(_one_line(entry.message))
+    if entry.line == "end":
+        return f"-- section end: {name} ({entry.levelname}, {entry.done:.1f}s) --\n"
+    return f"-- section start: {name} --\n"
+
+
+def section_html(entry: Entry) -> str:
+    """A section as a ``<details>`` that opens at its start and closes at its end (see the module docstring)."""
+    name = html.escape(visible(_one_line(entry.message)), quote=False)
+    if entry.line != "end":
+        return (
+            f'<details open class="sec" data-seq="{entry.seq}" data-depth="{entry.levelno}">'
+            f'<summary class="sec-name">{name}</summary>'
+        )
+    status = "error" if entry.levelname == "error" else "ok"
+    mark = "\u2714" if status == "ok" else "\u2716"
+    return (
+        f'<span class="sec-end {status}" data-seq="{entry.seq}" data-status="{status}" '
+        f'data-elapsed="{entry.done:.3f}">{mark} {name}: {status} in {entry.done:.1f}s\n</span></details>'
+    )
 
 
 def _json(obj: dict[str, Any]) -> str:
@@ -234,6 +276,8 @@ class TextFormat(Format):
             if entry.kind == "log":
                 parts.append(_dash_escaped(visible(entry.line, keep_sgr=self.ansi)))
                 parts.append("\n")
+            elif entry.kind == "section":
+                parts.append(section_text(entry))
             else:
                 note = f" {visible(_one_line(entry.message))}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
@@ -299,8 +343,8 @@ class SseFormat(Format):
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = [f"event: dropped\ndata: {_json({'count': missed})}\n\n"] if missed else []
         for entry in entries:
-            if entry.kind == "progress":
-                parts.append(f"id: {entry.seq}\nevent: progress\ndata: {_json(record_object(entry))}\n\n")
+            if entry.kind == "progress" or entry.kind == "section":
+                parts.append(f"id: {entry.seq}\nevent: {entry.kind}\ndata: {_json(record_object(entry))}\n\n")
             elif self.detail:
                 parts.append(f"id: {entry.seq}\ndata: {_json(record_object(entry))}\n\n")
             else:
@@ -348,6 +392,8 @@ class HtmlFormat(Format):
                     f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}">'
                     f"{escape(visible(entry.line), quote=False)}\n</span>"
                 )
+            elif entry.kind == "section":
+                parts.append(section_html(entry))
             else:
                 value = f' value="{entry.done:g}" max="{entry.total:g}"' if entry.total else ""
                 note = escape(visible(f" {entry.message}"), quote=False) if entry.message else ""

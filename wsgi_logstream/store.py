@@ -153,6 +153,7 @@ class _MemoryLog:
         channel = job.channel
         self.append_log = channel.append_log
         self.append_progress = channel.append_progress
+        self.append_section = channel.append_section
 
     @property
     def closed(self) -> bool:
