@@ -34,6 +34,11 @@ class Entry:
     ``message``, ``"start"`` or ``"end"`` in ``line``, its depth (1 for the
     outermost) in ``levelno``, and, at its end, its status (``"ok"`` or
     ``"error"``) in ``levelname`` and its duration in seconds in ``done``.
+
+    A ``"partial"`` entry is a log record's line while it is being rewritten
+    with CR (a progress bar): the next state of that line, or its final
+    ``"log"`` entry, takes the same sequence number and replaces it
+    (:meth:`Channel.append_partial`).
     """
 
     __slots__ = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
@@ -137,6 +142,7 @@ class Channel:
         self._readers: tuple[Reader, ...] = ()
         self._abandoned = False
         self.last_progress: Entry | None = None
+        self._partial: Entry | None = None  # the newest entry, while it is a line being rewritten
 
     # -- producer side ---------------------------------------------------------
 
@@ -169,10 +175,57 @@ class Channel:
         """A section starts or ends (see :class:`Entry` for where each field goes)."""
         self._append(Entry("section", created, depth, status, "", name, action, elapsed))
 
+    def append_partial(
+        self,
+        created: float,
+        levelno: int,
+        levelname: str,
+        name: str,
+        message: str,
+        line: str,
+        *,
+        final: bool,
+    ) -> None:
+        """A state of a line being rewritten with CR; ``final``: its last, a log record like any other.
+
+        While the line's last state is the newest entry, a new state (or the
+        final line) replaces it under the same sequence number, so a bar that
+        moves a thousand times is one line of the history, not a thousand: the
+        channel holds only its newest state, and readers that had taken the
+        one it replaces are moved back by one to take it again (viewers
+        replace the line with that number). Once anything else was appended
+        after it, the old state stays as it was and the next one is a new line.
+        """
+        entry = Entry("log" if final else "partial", created, levelno, levelname, name, message, line)
+        with self._lock:
+            if self.summary is not None or self._abandoned:
+                return
+            current = self._partial
+            if current is None or current.seq != self._next - 1 or (current.name, current.levelno) != (name, levelno):
+                entry.seq = self._next
+                self._next += 1
+                self._entries.append(entry)
+            else:
+                entry.seq = current.seq
+                entries = self._entries
+                if entries and entries[-1] is current:
+                    entries[-1] = entry
+                else:  # a plain stream released it once read: hold the new state again
+                    entries.append(entry)
+                for reader in self._readers:
+                    if reader.cursor > entry.seq:
+                        reader.cursor = entry.seq
+            if final:
+                self._records += 1
+            self._partial = None if final else entry
+        for reader in self._readers:
+            reader.wake()
+
     def _append(self, entry: Entry) -> None:
         with self._lock:
             if self.summary is not None or self._abandoned:
                 return
+            self._partial = None
             entry.seq = self._next
             self._next += 1
             if entry.kind == "log":

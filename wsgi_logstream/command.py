@@ -6,7 +6,9 @@ each call runs the command once, with
 * stdout lines logged at ``INFO`` and stderr lines at ``WARNING``, on a logger
   named after the command (``make`` for ``make -j4``); lines are decoded with
   ``errors="surrogateescape"`` (the formats show bad bytes escaped) and a line
-  longer than 1 MiB is cut into pieces (see :mod:`wsgi_logstream.follow`);
+  longer than 1 MiB is cut into pieces; a line the command rewrites with CR
+  (a progress bar) is sent as it moves, a few states a second, each replacing
+  the last, and then as its final state (see :mod:`wsgi_logstream.carriage`);
 * GitHub Actions' workflow commands in its output read as such:
   ``::group::name`` opens a section of the log (:mod:`wsgi_logstream.sections`)
   and ``::endgroup::`` closes it (as on GitHub, groups do not nest: a group
@@ -43,7 +45,8 @@ import time
 from typing import Sequence
 
 from .capture import cancelled
-from .follow import MAX_LINE, LineSplitter
+from .carriage import PARTIAL_INTERVAL, RewriteSplitter, emit_state
+from .follow import MAX_LINE
 from .sections import Section, start_section
 
 __all__ = ["Command", "CommandError", "CommandFailed", "describe_status", "resolve"]
@@ -218,9 +221,10 @@ class Command:
         log = logging.getLogger(self.name)
         pgid = process.pid
         streams = {
-            process.stdout.fileno(): (logging.INFO, LineSplitter(self._max_line)),
-            process.stderr.fileno(): (logging.WARNING, LineSplitter(self._max_line)),
+            process.stdout.fileno(): (logging.INFO, RewriteSplitter(self._max_line)),
+            process.stderr.fileno(): (logging.WARNING, RewriteSplitter(self._max_line)),
         }
+        shown = dict.fromkeys(streams, 0.0)  # when each stream's rewritten line was last sent
         stopped = ""
         terminated_at: float | None = None
         killed = False
@@ -259,10 +263,18 @@ class Command:
                     else:
                         selector.unregister(fd)
                         lines = splitter.flush()
-                    for line in lines:
-                        if line.startswith("::") and groups.handled(log, line):
-                            continue
-                        log.log(level, line)
+                    for line, rewritten in lines:
+                        if rewritten:  # a bar's last state: it replaces the states shown while it moved
+                            emit_state(log, level, line, final=True)
+                        elif not (line.startswith("::") and groups.handled(log, line)):
+                            log.log(level, line)
+                now = time.monotonic()
+                for fd, (level, splitter) in streams.items():
+                    if now - shown[fd] >= PARTIAL_INTERVAL:
+                        state = splitter.partial()
+                        if state is not None:
+                            emit_state(log, level, state, final=False)
+                            shown[fd] = now
         return process.wait(), stopped
 
 

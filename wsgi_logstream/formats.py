@@ -30,6 +30,42 @@ Escaping rules, per format:
   bytes) are written as ``\\udcXX`` text and non-finite numbers (a record's
   ``time`` included: a filter or record factory may set ``created`` to NaN) as
   ``null``, so every line is strict UTF-8 JSON.
+
+Carriage returns (:mod:`wsgi_logstream.carriage`): text and html show each
+record's line at its last state (what follows the last CR); ndjson and sse
+keep the raw text (sse, as before, as several ``data:`` lines). A ``partial`` entry (the
+current state of a line a command is rewriting) is:
+
+* ndjson: the record's object with ``"partial": true``; the next state, or
+  the final record, comes with the same ``seq`` and replaces it;
+* sse: ``event: partial`` with that object as data and no ``id:`` field, so
+  ``Last-Event-ID`` stays at the last complete line and a resumed stream
+  takes the line again at its newer state;
+* html: ``<span class="r i p" data-partial="1" data-seq="N">state</span>``;
+  the script replaces the line with that ``data-seq``; with JavaScript off
+  each state is a line (a few a second at most) until the style hides the
+  ones a later element follows (``.p:has(+ *)``);
+* text: nothing; text is also for files and scripts, where each state would
+  be noise and a bare CR would hide the ``--`` lines from line readers: the
+  final state comes as an ordinary line.
+
+Sections (:mod:`wsgi_logstream.sections`), whose start and end are entries of
+their own:
+
+* ndjson: ``{"event": "section", "seq", "time", "action": "start"|"end",
+  "name", "depth"}``, and at the end ``"status": "ok"|"error"`` and
+  ``"elapsed"`` (seconds);
+* sse: ``event: section`` with that object, ``id`` its seq;
+* text: ``-- section start: name --`` and ``-- section end: name (ok, 1.2s) --``;
+* html: the start opens ``<details open class="sec" data-seq data-depth>``
+  with ``<summary class="sec-name">name</summary>``; the end is a line
+  ``<span class="sec-end ok|error" data-status data-elapsed>✔ name: ok in
+  1.2s</span>`` and ``</details>``. They sit inside the log's ``<pre>`` (not
+  conforming HTML, since ``<pre>`` holds phrasing content, but every browser's
+  parser nests them there, the page keeps streaming, and a ``</pre>`` closes
+  one left open). The start is sent before the outcome is known, so with
+  JavaScript off every section stays open and its end line says how it
+  went; the script closes the clean ones and marks the failed ones open.
 """
 
 from __future__ import annotations
@@ -42,6 +78,7 @@ import time
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any, Callable, Sequence
 
+from .carriage import display_line
 from .channel import Entry, Summary
 from .viewer import page_head
 
@@ -157,7 +194,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
             "total": _finite(entry.total),
             "message": _clean(entry.message) if entry.message else None,
         }
-    return {
+    obj = {
         "event": "log",
         "seq": entry.seq,
         "time": _finite(entry.created),
@@ -167,6 +204,9 @@ def record_object(entry: Entry) -> dict[str, Any]:
         "message": _clean(entry.message),
         "line": _clean(entry.line),
     }
+    if entry.kind == "partial":
+        obj["partial"] = True
+    return obj
 
 
 def section_object(entry: Entry) -> dict[str, Any]:
@@ -274,10 +314,12 @@ class TextFormat(Format):
             # Each entry on its own: a record ending in CR must not merge with
             # the LF after it and so hide where one record ends.
             if entry.kind == "log":
-                parts.append(_dash_escaped(visible(entry.line, keep_sgr=self.ansi)))
+                parts.append(_dash_escaped(visible(display_line(entry), keep_sgr=self.ansi)))
                 parts.append("\n")
             elif entry.kind == "section":
                 parts.append(section_text(entry))
+            elif entry.kind == "partial":
+                continue  # text writes a rewritten line's final state only
             else:
                 note = f" {visible(_one_line(entry.message))}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
@@ -345,6 +387,8 @@ class SseFormat(Format):
         for entry in entries:
             if entry.kind == "progress" or entry.kind == "section":
                 parts.append(f"id: {entry.seq}\nevent: {entry.kind}\ndata: {_json(record_object(entry))}\n\n")
+            elif entry.kind == "partial":  # no id: resuming must take this line again, at its newer state
+                parts.append(f"event: partial\ndata: {_json(record_object(entry))}\n\n")
             elif self.detail:
                 parts.append(f"id: {entry.seq}\ndata: {_json(record_object(entry))}\n\n")
             else:
@@ -387,10 +431,11 @@ class HtmlFormat(Format):
         )
         escape = html.escape
         for entry in entries:
-            if entry.kind == "log":
+            if entry.kind == "log" or entry.kind == "partial":
+                partial = ' p" data-partial="1' if entry.kind == "partial" else ""
                 parts.append(
-                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}">'
-                    f"{escape(visible(entry.line), quote=False)}\n</span>"
+                    f'<span class="r {_level_class(entry.levelno)}{partial}" data-seq="{entry.seq}">'
+                    f"{escape(visible(display_line(entry)), quote=False)}\n</span>"
                 )
             elif entry.kind == "section":
                 parts.append(section_html(entry))

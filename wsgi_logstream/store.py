@@ -154,6 +154,7 @@ class _MemoryLog:
         self.append_log = channel.append_log
         self.append_progress = channel.append_progress
         self.append_section = channel.append_section
+        self.append_partial = channel.append_partial
 
     @property
     def closed(self) -> bool:
