@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from .assets import ASSET_PREFIX, serve_asset
 from .errors import HttpError, Refused, error_response
 from .filters import FilteredReader, attachment
 from .formats import Format
@@ -35,7 +36,13 @@ Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
 
 def respond(environ: WSGIEnvironment, start_response: StartResponse, handler: Handler) -> Iterable[bytes]:
-    """Run ``handler``; an :class:`HttpError` it raises becomes a short plain-text answer."""
+    """Run ``handler``; an :class:`HttpError` it raises becomes a short plain-text answer.
+
+    A path below ``_assets/`` is the pages' script or style, answered from the package: it runs nothing.
+    """
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(ASSET_PREFIX):
+        return serve_asset(environ, start_response, path[len(ASSET_PREFIX) :])
     try:
         return handler(environ, start_response)
     except HttpError as error:
@@ -50,7 +57,7 @@ def authorize(options: Options, environ: WSGIEnvironment, action: str, record: J
     try:
         allowed = hook(environ, action, record)
     except Refused as refusal:
-        raise HttpError(refusal.status, refusal.message) from None
+        raise refusal.http_error() from None
     if allowed is not True:
         raise HttpError(403, f"not allowed to {action} here")
 

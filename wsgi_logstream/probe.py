@@ -43,7 +43,7 @@ from .errors import HttpError, error_response
 from .formats import Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 from .probe_lines import END, numbered_line, start_line
 from .request import STREAM_HEADERS, choose_format, query_params
-from .response import FIRST_WRITE
+from .response import FIRST_GAP, split_head
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -104,10 +104,11 @@ class Probe:
         # The real stream's first writes: the format's head for a stream titled "probe",
         # cut where a stream cuts it (FIRST_WRITE), so a hop that decides on the first
         # write (Caddy's encode) treats the probe as it treats the page.
-        head = _FORMATS[self.format].head("probe", time.time())
-        yield head[:FIRST_WRITE]
-        if head[FIRST_WRITE:]:
-            yield head[FIRST_WRITE:]
+        first, rest = split_head(_FORMATS[self.format].head("probe", time.time()))
+        yield first
+        time.sleep(FIRST_GAP)  # as a stream pauses before its second write
+        if rest:
+            yield rest
         yield self._frame(start_line(time.time(), self.lines, self.interval, self.format), head=True)
         next_at = time.monotonic()
         for number in range(1, self.lines + 1):

@@ -10,7 +10,6 @@ same templates the probe writes them with.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import time
 import zlib
@@ -150,7 +149,7 @@ def read_probe(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise socket.timeout()
+                raise TimeoutError()
             if connection.sock is not None:
                 connection.sock.settimeout(remaining)
             chunk = response.read1(65536)
@@ -169,7 +168,7 @@ def read_probe(
                 break  # the end, or that much without the probe's first line: not a probe, stop here
         if pending:
             _parse_line(reading, pending, time.time())
-    except socket.timeout:
+    except TimeoutError:
         reading.error = f"timed out after {timeout:g}s"
     except (OSError, http.client.HTTPException, zlib.error) as exc:
         reading.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

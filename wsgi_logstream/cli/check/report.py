@@ -56,7 +56,7 @@ def _tick(reading: Reading, out: TextIO, done: threading.Event) -> None:
 def report(reading: Reading, verdict: Verdict, out: TextIO, paint: _Painter) -> None:
     """The line-by-line table, the verdict and the culprits."""
     first_sent = reading.lines[0].sent
-    for line, held, burst in zip(reading.lines, verdict.held, verdict.bursts):
+    for line, held, burst in zip(reading.lines, verdict.held, verdict.bursts, strict=True):
         late = held >= max(0.8 * reading.interval, 0.05)
         mark = paint("held", "yellow") if late else paint("live", "green")
         out.write(

@@ -9,6 +9,7 @@ headers (``Server``, ``Via``, ``Content-Encoding``, CDN headers, whether
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from .client import Reading
@@ -45,7 +46,7 @@ def analyse(reading: Reading) -> Verdict:
     tolerance = max(0.8 * interval, 0.05)
     late = [h >= tolerance for h in held]
     bursts = [1]
-    for previous, line in zip(lines, lines[1:]):
+    for previous, line in itertools.pairwise(lines):
         bursts.append(bursts[-1] + (line.arrived - previous.arrived >= interval / 2))
     count = len(lines)
     if not any(late):
@@ -78,8 +79,8 @@ def analyse(reading: Reading) -> Verdict:
     else:
         sizes = []
         for burst in range(1, bursts[-1] + 1):
-            members = [line for line, b in zip(lines, bursts) if b == burst]
-            before = max((line.received for line, b in zip(lines, bursts) if b == burst - 1), default=0)
+            members = [line for line, b in zip(lines, bursts, strict=True) if b == burst]
+            before = max((line.received for line, b in zip(lines, bursts, strict=True) if b == burst - 1), default=0)
             sizes.append(members[-1].received - before)
         typical = sorted(sizes)[len(sizes) // 2]
         summary = (
