@@ -108,7 +108,7 @@ def _lines(logged: list[tuple[str, int, str]]) -> list[str]:
 def _shown_lines(logged: list[tuple[str, int, str]]) -> list[str]:
     """How text and HTML show each line: its message (or, if only the rest holds a CR, the line) at its last state."""
     shown = []
-    for (name, level, message), line in zip(logged, _lines(logged)):
+    for (name, level, message), line in zip(logged, _lines(logged), strict=True):
         if "\r" in message:
             line = f"{logging.getLevelName(level)}|{name}|{terminal_state(message)}"
         elif "\r" in line:

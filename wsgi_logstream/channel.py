@@ -18,10 +18,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 __all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
+#: Entries a journal collects before it writes them (see :mod:`wsgi_logstream.journal`).
+FLUSH_ENTRIES = 512
 #: A reader takes at most about this many characters of lines at a time, so a
 #: viewer joining a long history gets it in bounded chunks, never as one.
 MAX_CHUNK_CHARS = 256 * 1024
@@ -143,6 +148,8 @@ class Channel:
         self._abandoned = False
         self.last_progress: Entry | None = None
         self._partial: Entry | None = None  # the newest entry, while it is a line being rewritten
+        #: Where a job's entries are also written, beyond ``max_entries`` (:mod:`wsgi_logstream.journal`).
+        self.journal: Journal | None = None
 
     # -- producer side ---------------------------------------------------------
 
@@ -201,7 +208,10 @@ class Channel:
             if self.summary is not None or self._abandoned:
                 return
             current = self._partial
+            journal = self.journal
             if current is None or current.seq != self._next - 1 or (current.name, current.levelno) != (name, levelno):
+                if journal is not None and current is not None:
+                    journal.pending.append(current)  # a state that stays: later lines came after it
                 entry.seq = self._next
                 self._next += 1
                 self._entries.append(entry)
@@ -217,14 +227,23 @@ class Channel:
                         reader.cursor = entry.seq
             if final:
                 self._records += 1
+                if journal is not None:
+                    journal.pending.append(entry)
             self._partial = None if final else entry
         for reader in self._readers:
             reader.wake()
+        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
+            journal.flush()
 
     def _append(self, entry: Entry) -> None:
         with self._lock:
             if self.summary is not None or self._abandoned:
                 return
+            journal = self.journal
+            if journal is not None:
+                if self._partial is not None:
+                    journal.pending.append(self._partial)
+                journal.pending.append(entry)
             self._partial = None
             entry.seq = self._next
             self._next += 1
@@ -235,6 +254,8 @@ class Channel:
             self._entries.append(entry)
         for reader in self._readers:
             reader.wake()
+        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
+            journal.flush()
 
     def close(self, summary: Summary) -> bool:
         """End the channel with ``summary``; later entries are ignored.
@@ -244,6 +265,8 @@ class Channel:
         with self._lock:
             if self.summary is not None:
                 return False
+            if self.journal is not None and self._partial is not None:
+                self.journal.pending.append(self._partial)  # the line's last state, as it was left
             self.summary = summary
         for reader in self._readers:
             reader.wake()
@@ -259,7 +282,10 @@ class Channel:
 
     def reader(self, since: int = 0) -> Reader:
         """A new cursor that reads entries with a sequence number above ``since``."""
-        reader = Reader(self, max(since + 1, 1))
+        return self.attach(Reader(self, max(since + 1, 1)))
+
+    def attach(self, reader: Reader) -> Reader:
+        """Add ``reader`` (made for this channel) to those woken by appends."""
         with self._lock:
             self._readers = (*self._readers, reader)
         return reader

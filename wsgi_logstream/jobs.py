@@ -23,13 +23,16 @@ so nobody finds another's job by counting.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .assets import asset_url
+from .download import DOWNLOAD_PATHS, open_download
 from .errors import HttpError, Refused, unavailable
 from .hosting import threads_disabled_reason
 from .joblist import cancel_form, job_json, jobs_page
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["JobHandle", "JobsApp", "JobsOptions", "jobs"]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_BELOW_A_JOB = ("cancel", *DOWNLOAD_PATHS)
 _LIST_MEDIA = {"application/json": "json", "text/html": "html", "application/xhtml+xml": "html"}
 #: How often a viewer of a job whose runner holds a lease looks at the record again.
 LEASE_RECHECK = 1.0
@@ -61,6 +65,9 @@ class JobsOptions(StreamOptions, total=False):
     max_history: int
     keep_finished: float
     max_finished: int
+    journal_dir: str | os.PathLike[str] | None
+    journal_max_bytes: int
+    journal_total_bytes: int
     allow_start: bool
     store: JobStore | None
     owner: Owner | None
@@ -205,14 +212,41 @@ class JobsApp:
         if path == "/":
             return self._index(environ, start_response)
         parts = path.strip("/").split("/")
-        if not _ID.fullmatch(parts[0]) or len(parts) > 2 or (len(parts) == 2 and parts[1] != "cancel"):
+        if not _ID.fullmatch(parts[0]) or len(parts) > 2 or (len(parts) == 2 and parts[1] not in _BELOW_A_JOB):
             raise HttpError(404, "no such job")
         record = self.lookup(parts[0])
         if record is None:
             raise HttpError(404, "no such job (it may have finished long ago and been forgotten)")
-        if len(parts) == 2:
+        if len(parts) == 2 and parts[1] == "cancel":
             return self._cancel(record, environ, start_response)
+        if len(parts) == 2:
+            return self._download(record, environ, start_response, DOWNLOAD_PATHS[parts[1]])
         return self._stream(record, environ, start_response)
+
+    def _download(
+        self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse, name: str | None
+    ) -> Iterable[bytes]:
+        """The job's whole log as a file (:mod:`wsgi_logstream.download`): ``name`` is its format, or the request's."""
+        request = parse_stream_request(environ, ("GET", "HEAD"))
+        authorize(self.options, environ, "view", record)
+        if name is not None:
+            request = replace(request, format=name)
+        fmt = request.make_format(ansi=self.options.ansi)
+        journaled = getattr(self.store, "journal_dir", None) is not None
+        not_kept = (
+            "beyond the journal's caps (journal_max_bytes, journal_total_bytes) and the memory's max_history"
+            if journaled
+            else "the store keeps only its last max_history lines (give it journal_dir= to keep the whole log)"
+        )
+        return open_download(
+            start_response,
+            request,
+            fmt,
+            record,
+            lambda: self.store.reader(record.id, 0),
+            not_kept=not_kept,
+            heartbeat=self.options.heartbeat,
+        )
 
     def _base(self, environ: WSGIEnvironment) -> str:
         return str(environ.get("SCRIPT_NAME", "")).rstrip("/")
@@ -305,6 +339,8 @@ class JobsApp:
             authorize(self.options, environ, "view", record)  # a refused client gets no answer but the refusal
             return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         request = parse_stream_request(environ, ("GET", "HEAD"))
+        if request.download:
+            return self._download(record, environ, start_response, None)
         authorize(self.options, environ, "view", record)
         # A running job's last line is next_seq - 1; a finished one's end event has id next_seq.
         newest = record.next_seq if record.finished else record.next_seq - 1
