@@ -27,22 +27,22 @@ break shows thousands. Here:
   state in memory, not all of them (NDJSON then carries the final state of
   such a line, not every state it went through).
 
-How each format shows a ``partial`` entry is in :mod:`wsgi_logstream.formats`
-(in short: NDJSON and SSE send it marked as such and viewers replace the line
-with that sequence number; HTML with JavaScript off shows the states as
-lines, which the page's style hides once the next state follows; text, which
-is also for files and scripts, writes only the final state).
+How the formats show it (:mod:`wsgi_logstream.formats`): a ``partial`` entry (a line a command is still rewriting) is,
+in ndjson, the record's object with ``"partial": true``; in sse, ``event:
+partial`` with that object and no ``id:`` (so ``Last-Event-ID`` stays at the
+last complete line); in html, ``<span class="r i p" data-partial="1"
+data-seq="N">``; in text, nothing. Its next state, or its final record, has
+the same seq and replaces it; the page's style hides a state another element
+follows, for JavaScript off.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
-from .capture import current_sink
 from .channel import Entry
 
-__all__ = ["PARTIAL_INTERVAL", "RewriteSplitter", "display_line", "emit_state", "last_state"]
+__all__ = ["PARTIAL_INTERVAL", "RewriteSplitter", "display_line", "last_state"]
 
 #: Seconds between two states of a rewritten line sent to viewers (a few a second: a bar that moves).
 PARTIAL_INTERVAL = 0.25
@@ -172,10 +172,3 @@ class RewriteSplitter:
         while cut > self.max_line - 3 and (line[cut] & 0xC0) == 0x80:
             cut -= 1
         return cut
-
-
-def emit_state(logger: logging.Logger, level: int, text: str, *, final: bool) -> None:
-    """Send a state of a rewritten line to the calling context's stream (nothing outside one)."""
-    sink = current_sink()
-    if sink is not None:
-        sink.rewrite(logger.makeRecord(logger.name, level, "(command)", 0, text, (), None), final=final)

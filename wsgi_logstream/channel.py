@@ -18,10 +18,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
-
-if TYPE_CHECKING:
-    from .journal import Journal
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 __all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
@@ -123,6 +120,16 @@ class Summary:
             error=None if data.get("error") is None else str(data["error"]),
             traceback=None if data.get("traceback") is None else str(data["traceback"]),
         )
+
+
+class Journal(Protocol):
+    """Where a channel also hands its entries, in order (a job's file: :mod:`wsgi_logstream.journal`)."""
+
+    #: Entries to write, added under the channel's lock (each line once, at its last state).
+    pending: deque[Entry]
+
+    def flush(self) -> None:
+        """Write what is pending; called by the appending thread, outside the lock, once enough is."""
 
 
 class Channel:

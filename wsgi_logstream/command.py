@@ -44,8 +44,8 @@ import threading
 import time
 from typing import Sequence
 
-from .capture import cancelled
-from .carriage import PARTIAL_INTERVAL, RewriteSplitter, emit_state
+from .capture import cancelled, current_sink
+from .carriage import PARTIAL_INTERVAL, RewriteSplitter
 from .follow import MAX_LINE
 from .sections import Section, start_section
 
@@ -276,6 +276,13 @@ class Command:
                             emit_state(log, level, state, final=False)
                             shown[fd] = now
         return process.wait(), stopped
+
+
+def emit_state(logger: logging.Logger, level: int, text: str, *, final: bool) -> None:
+    """Send a state of a line the command rewrites with CR to the stream (see :mod:`wsgi_logstream.carriage`)."""
+    sink = current_sink()
+    if sink is not None:
+        sink.rewrite(logger.makeRecord(logger.name, level, "(command)", 0, text, (), None), final=final)
 
 
 _WORKFLOW_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "notice": logging.INFO}

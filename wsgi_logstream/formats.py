@@ -31,41 +31,7 @@ Escaping rules, per format:
   ``time`` included: a filter or record factory may set ``created`` to NaN) as
   ``null``, so every line is strict UTF-8 JSON.
 
-Carriage returns (:mod:`wsgi_logstream.carriage`): text and html show each
-record's line at its last state (what follows the last CR); ndjson and sse
-keep the raw text (sse, as before, as several ``data:`` lines). A ``partial`` entry (the
-current state of a line a command is rewriting) is:
-
-* ndjson: the record's object with ``"partial": true``; the next state, or
-  the final record, comes with the same ``seq`` and replaces it;
-* sse: ``event: partial`` with that object as data and no ``id:`` field, so
-  ``Last-Event-ID`` stays at the last complete line and a resumed stream
-  takes the line again at its newer state;
-* html: ``<span class="r i p" data-partial="1" data-seq="N">state</span>``;
-  the script replaces the line with that ``data-seq``; with JavaScript off
-  each state is a line (a few a second at most) until the style hides the
-  ones a later element follows (``.p:has(+ *)``);
-* text: nothing; text is also for files and scripts, where each state would
-  be noise and a bare CR would hide the ``--`` lines from line readers: the
-  final state comes as an ordinary line.
-
-Sections (:mod:`wsgi_logstream.sections`), whose start and end are entries of
-their own:
-
-* ndjson: ``{"event": "section", "seq", "time", "action": "start"|"end",
-  "name", "depth"}``, and at the end ``"status": "ok"|"error"`` and
-  ``"elapsed"`` (seconds);
-* sse: ``event: section`` with that object, ``id`` its seq;
-* text: ``-- section start: name --`` and ``-- section end: name (ok, 1.2s) --``;
-* html: the start opens ``<details open class="sec" data-seq data-depth>``
-  with ``<summary class="sec-name">name</summary>``; the end is a line
-  ``<span class="sec-end ok|error" data-status data-elapsed>✔ name: ok in
-  1.2s</span>`` and ``</details>``. They sit inside the log's ``<pre>`` (not
-  conforming HTML, since ``<pre>`` holds phrasing content, but every browser's
-  parser nests them there, the page keeps streaming, and a ``</pre>`` closes
-  one left open). The start is sent before the outcome is known, so with
-  JavaScript off every section stays open and its end line says how it
-  went; the script closes the clean ones and marks the failed ones open.
+Lines rewritten with CR and sections: their markup is in :mod:`.carriage` and :mod:`.sections`.
 """
 
 from __future__ import annotations
@@ -222,7 +188,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
             "total": _finite(entry.total),
             "message": _clean(entry.message) if entry.message else None,
         }
-    obj = {
+    return {
         "event": "log",
         "seq": entry.seq,
         "time": _finite(entry.created),
@@ -232,50 +198,29 @@ def record_object(entry: Entry) -> dict[str, Any]:
         "logger": _clean(entry.name),
         "message": _clean(entry.message),
         "line": _clean(entry.line),
+        **({"partial": True} if entry.kind == "partial" else {}),
     }
-    if entry.kind == "partial":
-        obj["partial"] = True
-    return obj
 
 
 def section_object(entry: Entry) -> dict[str, Any]:
-    """A section's start or end as the ``section`` event of NDJSON and SSE."""
-    obj: dict[str, Any] = {
-        "event": "section",
-        "seq": entry.seq,
-        "time": _finite(entry.created),
-        "action": entry.line,
-        "name": _clean(entry.message),
-        "depth": entry.levelno,
-    }
+    obj: dict[str, Any] = {"event": "section", "seq": entry.seq, "time": _finite(entry.created), "action": entry.line}
+    obj.update(name=_clean(entry.message), depth=entry.levelno)
     if entry.line == "end":
-        obj["status"] = entry.levelname
-        obj["elapsed"] = _finite(round(entry.done, 3))
+        obj.update(status=entry.levelname, elapsed=_finite(round(entry.done, 3)))
     return obj
 
 
-def section_text(entry: Entry) -> str:
-    """``-- section start: name --`` or ``-- section end: name (ok, 1.2s) --``, one line."""
-    name = visible(_one_line(entry.message))
-    if entry.line == "end":
-        return f"-- section end: {name} ({entry.levelname}, {entry.done:.1f}s) --\n"
-    return f"-- section start: {name} --\n"
-
-
 def section_html(entry: Entry) -> str:
-    """A section as a ``<details>`` that opens at its start and closes at its end (see the module docstring)."""
     name = html.escape(visible(_one_line(entry.message)), quote=False)
     if entry.line != "end":
         return (
-            f'<details open class="sec" data-seq="{entry.seq}" data-depth="{entry.levelno}">'
-            f'<summary class="sec-name">{name}</summary>'
+            f'<details open class="sec" data-seq="{entry.seq}" data-depth="{entry.levelno}"><summary>{name}</summary>'
         )
-    status = "error" if entry.levelname == "error" else "ok"
-    mark = "\u2714" if status == "ok" else "\u2716"
-    return (
-        f'<span class="sec-end {status}" data-seq="{entry.seq}" data-status="{status}" '
-        f'data-elapsed="{entry.done:.3f}">{mark} {name}: {status} in {entry.done:.1f}s\n</span></details>'
+    status, mark = ("error", "\u2716") if entry.levelname == "error" else ("ok", "\u2714")
+    attributes = (
+        f'class="sec-end {status}" data-seq="{entry.seq}" data-status="{status}" data-elapsed="{entry.done:.3f}"'
     )
+    return f"<span {attributes}>{mark} {name} ({status}, {entry.done:.1f}s)\n</span></details>"
 
 
 def _json(obj: dict[str, Any]) -> str:
@@ -348,10 +293,9 @@ class TextFormat(Format):
                 parts.append(_dash_escaped(visible(display_line(entry), keep_sgr=self.ansi)))
                 parts.append("\n")
             elif entry.kind == "section":
-                parts.append(section_text(entry))
-            elif entry.kind == "partial":
-                continue  # text writes a rewritten line's final state only
-            else:
+                end = f" ({entry.levelname}, {entry.done:.1f}s)" if entry.line == "end" else ""
+                parts.append(f"-- section {entry.line}: {visible(_one_line(entry.message))}{end} --\n")
+            elif entry.kind == "progress":
                 note = f" {visible(_one_line(entry.message))}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
         return _utf8("".join(parts))

@@ -10,8 +10,19 @@ A section is two entries of the log, its start and its end (``kind ==
 anything else: resumable by sequence number, kept in a job's history and
 journal, the same for every viewer. Its end carries a status and a duration:
 ``"error"`` if the block raised or an ``ERROR`` (or worse) record was logged
-in the operation while it was open, else ``"ok"``. How each format shows them
-is in :mod:`wsgi_logstream.formats`.
+in the operation while it was open, else ``"ok"``.
+
+How each format shows them (:mod:`wsgi_logstream.formats`): ndjson ``{"event": "section",
+"seq", "time", "action": "start"|"end", "name", "depth"}`` (the end adds
+``"status": "ok"|"error"`` and ``"elapsed"``); sse ``event: section`` with
+that object; text ``-- section start: name --`` and ``-- section end: name
+(ok, 1.2s) --``; html ``<details open class="sec" data-seq data-depth>``
+with ``<summary>name</summary>``, and at the end a line
+``<span class="sec-end ok|error" data-status data-elapsed>`` then
+``</details>``, inside the log's ``<pre>`` (not conforming, as ``<pre>``
+holds phrasing content, but every parser nests it there and ``</pre>``
+closes one left open). The start goes out before the outcome is known, so
+with JavaScript off every section stays open; the script folds clean ones.
 
 Sections nest per context (a :class:`contextvars.ContextVar` holds the open
 ones), so a thread started with :class:`wsgi_logstream.Thread` opens its own
