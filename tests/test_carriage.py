@@ -167,3 +167,31 @@ def test_a_long_running_bar_does_not_fill_the_history() -> None:
         lines = stream.read_to_end().decode().splitlines()
     assert lines[1:3] == ["step 19999", "done"]
     assert "0 dropped" in lines[-1]
+
+
+_TQDM = """
+import time
+from tqdm import tqdm
+for _ in tqdm(range(200), mininterval=0, ncols=60, ascii=True):
+    time.sleep(0.002)
+print("after")
+"""
+
+
+def test_a_real_tqdm_bar_in_a_commands_output_is_one_line_at_100_percent() -> None:
+    pytest.importorskip("tqdm", reason="tqdm (a test extra) is not installed")
+    app = jobs(Command([sys.executable, "-c", _TQDM]), formatter="%(message)s", max_history=20)
+    job = app.start()
+    assert job.wait(60)
+    objects = _lines_of(app, job.id)
+    finals = [obj["message"] for obj in objects if obj["event"] == "log"]
+    assert len(finals) == 2 and finals[1] == "after"
+    assert finals[0].startswith("100%|") and "200/200" in finals[0]
+    with call(app, "format=text", path=f"/{job.id}") as stream:
+        text = stream.read_to_end().decode().splitlines()
+    assert text[1] == finals[0] and text[2] == "after" and len(text) == 4
+
+
+def _lines_of(app: object, job_id: str) -> list[dict[str, object]]:
+    with call(app, "format=ndjson", path=f"/{job_id}") as stream:  # type: ignore[arg-type]
+        return [json.loads(line) for line in stream.read_to_end().splitlines()]

@@ -138,3 +138,10 @@ def test_a_catastrophic_shape_the_check_lets_through_is_bounded_by_the_searched_
     assert b'"event":"end"' in body
     # Not a speed target: a safety bound (the unbounded search would take hours).
     assert time.monotonic() - started < 60
+
+
+def test_a_plain_stream_with_download_is_an_attachment_named_after_its_title() -> None:
+    app = logstream(_mixed, title="Nightly import: db/2")
+    with call(app, "format=ndjson&download=1") as stream:
+        assert stream.header("Content-Disposition") == 'attachment; filename="Nightly-import-db-2.ndjson"'
+        assert b'"event":"end"' in stream.read_to_end()

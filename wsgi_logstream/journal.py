@@ -278,11 +278,10 @@ class Journal:
         """Entries from sequence number ``cursor`` on, in order: a bounded chunk (empty: none kept there)."""
         self.flush()
         with self._lock:
-            if cursor > self.last_seq or not self._index:
+            index, offsets, end = self._index, self._offsets, self.size  # discard() may replace them meanwhile
+            if cursor > self.last_seq or not index:
                 return []
-            at = bisect.bisect_right(self._index, cursor) - 1
-            offset = self._offsets[max(at, 0)]
-            end = self.size
+            offset = offsets[max(bisect.bisect_right(index, cursor) - 1, 0)]
         entries: list[Entry] = []
         chars = 0
         try:
