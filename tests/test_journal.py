@@ -74,6 +74,7 @@ def test_a_viewer_joining_a_running_job_late_gets_its_whole_log_then_live_lines(
         body = stream.read_to_end().decode()
     lines = [line for line in body.splitlines() if not line.startswith("--")]
     assert lines == [f"early {n}" for n in range(1, 3001)] + ["late"]
+    assert job.wait(10)
     app.store.close()  # type: ignore[attr-defined]
 
 
@@ -305,3 +306,24 @@ def test_bad_journal_options_are_errors_that_name_them(options: dict[str, Any], 
 def test_journal_options_belong_to_the_store_when_one_is_given(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="journal_dir: options of the store"):
         jobs(_lines(1), store=MemoryStore(), journal_dir=tmp_path)
+
+
+def test_closing_the_store_while_a_job_writes_its_journal_leaves_the_job_running_cleanly(tmp_path: Path) -> None:
+    halfway = threading.Event()
+
+    def target() -> None:
+        for n in range(1, 20_001):
+            log.info("line %d", n)
+            if n == 5000:
+                halfway.set()
+
+    store = MemoryStore(max_history=100, journal_dir=tmp_path)
+    app = jobs(target, store=store, formatter="%(message)s")
+    job = app.start()
+    assert halfway.wait(10)
+    store.close()  # deletes every journal, the running job's included
+    assert job.wait(30)
+    assert job.status == "ok"
+    assert not any(tmp_path.iterdir())
+    objects = _ndjson(app, f"/{job.id}")
+    assert objects[-1]["status"] == "ok" and objects[-2]["message"] == "line 20000"

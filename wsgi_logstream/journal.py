@@ -178,6 +178,8 @@ class Journal:
                     seqs.append(entry.seq)
             if lines:
                 self._write(lines, seqs)
+            if self.stopped == _DISCARDED:
+                self._close_fd()  # discarded while this flush held the lock
         self._send_notes()
 
     def _send_notes(self) -> None:
@@ -251,11 +253,14 @@ class Journal:
         self._stop(why)
 
     def discard(self, why: str) -> None:
-        """Close and delete the file (retention, or room for newer jobs); reads find nothing from now on."""
+        """Delete the file (retention, or room for newer jobs); reads find nothing from now on.
+
+        Called with the store's budget locked, so it must not wait for this
+        journal's lock (a flush holding it may be waiting for the budget): the
+        descriptor is closed here if the lock is free, else by the flush that
+        holds it, never while a write may use it (its number could be reused).
+        """
         self.stopped = _DISCARDED
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
         try:
             os.unlink(self.path)
         except OSError:
@@ -263,14 +268,22 @@ class Journal:
         self.size = 0
         self.last_seq = 0
         self._index, self._offsets = [], []
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close_fd()
+            finally:
+                self._lock.release()
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def close(self) -> None:
         """Write what is pending and close the file (it stays, for readers, until discarded)."""
         self.flush()
         with self._lock:
-            fd, self._fd = self._fd, None
-            if fd is not None:
-                os.close(fd)
+            self._close_fd()
 
     # -- reading -----------------------------------------------------------------
 
