@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.servers import wait_until
 from wsgi_logstream import jobs, logstream
 from wsgi_logstream.carriage import RewriteSplitter, last_state
 from wsgi_logstream.channel import Channel
-from wsgi_logstream.command import Command
+from wsgi_logstream.command import Command, emit_state
 
 log = logging.getLogger("tests.carriage")
 
@@ -195,3 +196,32 @@ def test_a_real_tqdm_bar_in_a_commands_output_is_one_line_at_100_percent() -> No
 def _lines_of(app: object, job_id: str) -> list[dict[str, object]]:
     with call(app, "format=ndjson", path=f"/{job_id}") as stream:  # type: ignore[arg-type]
         return [json.loads(line) for line in stream.read_to_end().splitlines()]
+
+
+def test_every_viewer_of_a_job_sees_each_new_state_of_a_rewritten_line() -> None:
+    steps = [threading.Event(), threading.Event()]
+
+    def target() -> None:
+        bar = logging.getLogger("bar")
+        emit_state(bar, logging.INFO, "1%", final=False)
+        assert steps[0].wait(10)
+        emit_state(bar, logging.INFO, "50%", final=False)
+        assert steps[1].wait(10)
+        emit_state(bar, logging.INFO, "100%", final=True)
+
+    app = jobs(target, formatter="%(message)s", heartbeat=0.2)
+    job = app.start()
+    with call(app, "format=ndjson", path=f"/{job.id}") as one, call(app, "format=ndjson", path=f"/{job.id}") as two:
+        for viewer in (one, two):
+            viewer.read_until(b'"message":"1%"')
+        steps[0].set()
+        for viewer in (one, two):
+            viewer.read_until(b'"message":"50%"')
+        steps[1].set()
+        seen = []
+        for viewer in (one, two):
+            objects = [json.loads(line) for line in viewer.read_to_end().splitlines()]
+            seen.append(
+                [(obj["seq"], obj["message"], bool(obj.get("partial"))) for obj in objects if obj["event"] == "log"]
+            )
+    assert seen[0] == seen[1] == [(1, "1%", True), (1, "50%", True), (1, "100%", False)]
