@@ -9,6 +9,7 @@ leave and come back to::
     GET  /              queued, running and recent jobs (HTML, or JSON for Accept: application/json)
     GET  /<id>          its log in any format: history, then live lines, then the summary
     GET  /<id>?since=N  resume after line N (SSE also reads Last-Event-ID)
+    GET  /<id>/log.txt  the whole log as a file (also log.ndjson, or ?download=1 in any format)
     POST /<id>/cancel   ask it to stop (cooperatively: ``cancelled()`` turns true)
 
 A job is a plain record and a log in a store (:mod:`wsgi_logstream.store`);
@@ -389,10 +390,13 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     - ``max_history`` (10000): lines each job keeps for viewers who come later.
     - ``keep_finished`` (3600): seconds a finished job stays listed and viewable.
     - ``max_finished`` (100): finished jobs kept at most; the oldest go first.
+    - ``journal_dir``, ``journal_max_bytes``, ``journal_total_bytes``: each
+      job's whole log in a file, for replay from any line and download
+      (see :class:`~wsgi_logstream.store.MemoryStore`).
     - ``allow_start`` (True): whether ``POST /`` starts a job; without it jobs
       are started only by :meth:`JobsApp.start`.
     - ``store``: a :class:`~wsgi_logstream.store.JobStore` (default: a
-      :class:`~wsgi_logstream.store.MemoryStore` made with the three options
+      :class:`~wsgi_logstream.store.MemoryStore` made with the options
       above, which are then the store's to take, not this function's).
     - ``owner`` (``REMOTE_USER``): ``owner(environ)`` names who starts a job.
     - ``form_fields`` (none): ``form_fields(environ)`` gives hidden fields
