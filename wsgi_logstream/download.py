@@ -17,26 +17,57 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from .channel import Entry, Summary
 from .filters import FilteredReader
 from .formats import Format
-from .request import STREAM_HEADERS, StreamRequest
+from .options import Options
+from .request import STREAM_HEADERS, StreamRequest, parse_stream_request
 from .response import StreamResponse
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from .record import JobRecord
-    from .store import LogReader
+    from .store import JobStore, LogReader
 
-__all__ = ["DOWNLOAD_PATHS", "DownloadFormat", "SnapshotReader", "open_download"]
+__all__ = ["DOWNLOAD_PATHS", "DownloadFormat", "SnapshotReader", "open_download", "serve_download"]
 
 #: The paths below a job that download its log, and the format each one is.
 DOWNLOAD_PATHS = {"log.txt": "text", "log.ndjson": "ndjson"}
 _EXTENSIONS = {"text": "log", "ndjson": "ndjson", "html": "html", "sse": "txt"}
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def serve_download(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    record: JobRecord,
+    store: JobStore,
+    options: Options,
+    name: str | None,
+) -> Iterable[bytes]:
+    """The job's whole log as a file: ``name`` is its format (``text``, ``ndjson``), or None for the request's."""
+    request = parse_stream_request(environ, ("GET", "HEAD"))
+    if name is not None:
+        request = replace(request, format=name)
+    journaled = getattr(store, "journal_dir", None) is not None
+    not_kept = (
+        "beyond the journal's caps (journal_max_bytes, journal_total_bytes) and the memory's max_history"
+        if journaled
+        else "the store keeps only its last max_history lines (give it journal_dir= to keep the whole log)"
+    )
+    return open_download(
+        start_response,
+        request,
+        request.make_format(ansi=options.ansi),
+        record,
+        lambda: store.reader(record.id, 0),
+        not_kept=not_kept,
+        heartbeat=options.heartbeat,
+    )
 
 
 def open_download(

@@ -40,7 +40,7 @@ import logging
 import os
 import threading
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypedDict
 
 from .channel import FLUSH_ENTRIES, MAX_CHUNK_CHARS, Channel, Entry, Reader
 from .formats import record_json, record_object
@@ -50,6 +50,7 @@ __all__ = [
     "INDEX_EVERY",
     "Budget",
     "Journal",
+    "JournalOptions",
     "JournaledReader",
     "check_journal_options",
 ]
@@ -57,6 +58,14 @@ __all__ = [
 INDEX_EVERY = 1024
 _READ_BLOCK = 256 * 1024
 _host_log = logging.getLogger("wsgi_logstream")
+
+
+class JournalOptions(TypedDict, total=False):
+    """The journal's options, as :func:`~wsgi_logstream.jobs` takes them (see :class:`~wsgi_logstream.store.MemoryStore`)."""
+
+    journal_dir: str | os.PathLike[str] | None
+    journal_max_bytes: int
+    journal_total_bytes: int
 
 
 def check_journal_options(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .assets import ASSET_PREFIX, serve_asset
-from .errors import HttpError, Refused, error_response
+from .errors import HttpError, Refused, StoreUnavailable, error_response, unavailable
 from .filters import FilteredReader, attachment
 from .formats import Format
 from .guard import cross_site_refusal
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .record import JobRecord
 
-__all__ = ["ACTIONS", "authorize", "open_stream", "refuse_cross_site", "respond"]
+__all__ = ["ACTIONS", "authorize", "open_stream", "refuse_cross_site", "respond", "see_other"]
 
 #: What an ``authorize`` hook is asked about.
 ACTIONS = ("stream", "start", "view", "cancel", "list")
@@ -47,6 +47,8 @@ def respond(environ: WSGIEnvironment, start_response: StartResponse, handler: Ha
         return handler(environ, start_response)
     except HttpError as error:
         return error_response(start_response, error)
+    except StoreUnavailable as exc:
+        return error_response(start_response, unavailable(f"the job store is unavailable, try again shortly ({exc})"))
 
 
 def authorize(options: Options, environ: WSGIEnvironment, action: str, record: JobRecord | None = None) -> None:
@@ -104,3 +106,13 @@ def open_stream(
         check=check,
         recheck=recheck,
     )
+
+
+def see_other(start_response: StartResponse, location: str, message: str) -> list[bytes]:
+    """``303 See Other`` to ``location``, with a line a person reads."""
+    body = f"{message}: {location}\n".encode()
+    start_response(
+        "303 See Other",
+        [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterator
 
+from .errors import StoreUnavailable
 from .formats import Format
 from .store import LogReader
 
@@ -106,7 +107,10 @@ class StreamResponse:
                 return self._format.end(summary, reader.missed, reader.next_seq)
             now = time.monotonic()
             if self._deadline is not None and now >= self._deadline and self._check is not None:
-                self._check()  # may close the log: the next pass sends the summary
+                try:
+                    self._check()  # may close the log: the next pass sends the summary
+                except StoreUnavailable:
+                    pass  # the store is down (the outage is logged once): look again at the next recheck
                 if self._timeout_at is not None and now >= self._timeout_at:
                     self._timeout_at = None
                 self._deadline = self._next_due(now)
