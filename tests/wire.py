@@ -51,6 +51,7 @@ __all__ = [
     "records",
     "strict_json",
     "summary",
+    "terminal_state",
 ]
 
 FORMATS = ("text", "html", "sse", "ndjson")
@@ -69,6 +70,23 @@ MEDIA_TYPES = {
 def expected_visible(text: str) -> str:
     """How text, HTML and SSE show ``text``: controls pictured, lone surrogates as ``\\udcXX``."""
     return visible(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def terminal_state(text: str) -> str:
+    """What a terminal ends on for ``text``: text after a CR draws its line again from the start.
+
+    How the text and HTML formats show a message holding CR (a progress bar); NDJSON and SSE keep it raw.
+    """
+    shown = []
+    for line in re.split("\r\n|\n", text):
+        state, rewind = "", False
+        for char in line:
+            if char == "\r":
+                rewind = True
+            else:
+                state, rewind = ("" if rewind else state) + char, False
+        shown.append(state)
+    return "\n".join(shown)
 
 
 def expected_text(text: str) -> str:
