@@ -29,9 +29,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from .assets import asset_url
 from .errors import HttpError, Refused, unavailable
 from .hosting import threads_disabled_reason
-from .joblist import job_json, jobs_page
+from .joblist import cancel_form, job_json, jobs_page
 from .operation import Operation, target_caller
 from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
 from .pipeline import authorize, open_stream, refuse_cross_site, respond
@@ -39,6 +40,7 @@ from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
 from .store import JobStore, MemoryStore
+from .viewer import CSP
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -234,6 +236,7 @@ class JobsApp:
                 base=self._base(environ),
                 allow_start=self.allow_start,
                 form_fields=fields,
+                stylesheet=asset_url(environ, "index.css"),
             )
             body = page.encode("utf-8", "backslashreplace")
             content_type = "text/html; charset=utf-8"
@@ -246,18 +249,30 @@ class JobsApp:
                 ("Vary", "Accept"),
                 ("X-Content-Type-Options", "nosniff"),
                 ("X-Frame-Options", "SAMEORIGIN"),
+                *([] if as_json else [("Content-Security-Policy", CSP)]),
             ],
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def _may_view(self, environ: WSGIEnvironment, record: JobRecord) -> bool:
+    def _may(self, environ: WSGIEnvironment, action: str, record: JobRecord) -> bool:
         hook = self.options.authorize
         if hook is None:
             return True
         try:
-            return hook(environ, "view", record) is True
+            return hook(environ, action, record) is True
         except Refused:
             return False
+
+    def _may_view(self, environ: WSGIEnvironment, record: JobRecord) -> bool:
+        return self._may(environ, "view", record)
+
+    def _cancel_form(self, environ: WSGIEnvironment, record: JobRecord) -> str:
+        """A running job's cancel button, for those the hook lets cancel it, with the host's hidden fields (CSRF)."""
+        if record.finished or not self._may(environ, "cancel", record):
+            return ""
+        fields = self.settings.form_fields(environ) if self.settings.form_fields is not None else {}
+        # Relative to the job's page (<mount>/<id>), so it works behind a proxy that maps a prefix.
+        return cancel_form(f"{record.id}/cancel", fields)
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorize(self.options, environ, "start")
@@ -298,7 +313,8 @@ class JobsApp:
             # The client saw the end event and EventSource reconnected: 204 stops it.
             start_response("204 No Content", [("Cache-Control", "no-store")])
             return []
-        fmt = request.make_format(ansi=self.options.ansi, resumable=True, since=since)
+        actions = self._cancel_form(environ, record) if request.format == "html" else ""
+        fmt = request.make_format(ansi=self.options.ansi, resumable=True, since=since, actions=actions)
         deadline = None
         if record.deadline is not None and not record.finished:
             deadline = time.monotonic() + (record.deadline - time.time())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from .assets import ASSET_PREFIX, serve_asset
 from .errors import HttpError, Refused, StoreUnavailable, error_response, unavailable
 from .formats import Format
 from .guard import cross_site_refusal
@@ -34,7 +35,13 @@ Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
 
 def respond(environ: WSGIEnvironment, start_response: StartResponse, handler: Handler) -> Iterable[bytes]:
-    """Run ``handler``; an :class:`HttpError` it raises becomes a short plain-text answer."""
+    """Run ``handler``; an :class:`HttpError` it raises becomes a short plain-text answer.
+
+    A path below ``_assets/`` is the pages' script or style, answered from the package: it runs nothing.
+    """
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(ASSET_PREFIX):
+        return serve_asset(environ, start_response, path[len(ASSET_PREFIX) :])
     try:
         return handler(environ, start_response)
     except HttpError as error:
