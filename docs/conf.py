@@ -183,7 +183,8 @@ def _reference(code: str) -> str | None:
 def _integration_functions() -> dict[str, set[str]]:
     """The public top-level names of each integration module, read from its source (nothing imported)."""
     found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / "wsgi_logstream").glob("*.py")):
+    # The package as imported: under scripts/test the tree being documented has no wsgi_logstream/ (the wheel is).
+    for path in sorted(Path(wsgi_logstream.__file__).resolve().parent.glob("*.py")):
         if path.stem not in _extras():
             continue
         tree = ast.parse(path.read_text())

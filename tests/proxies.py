@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import pytest
-from servers import ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
+from servers import PACKAGE_DIR, PACKAGE_ROOT, ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
 
 EXAMPLES = ROOT / "examples"
 APP = "tests.apps.deploy_site:application"
@@ -147,7 +147,7 @@ def uwsgi(*bind: str, ini: bool = True, extra: Iterable[str] = ()) -> Served:
 
 def python_path_env() -> dict[str, str]:
     """PYTHONPATH for a server that embeds another Python (uWSGI, mod_wsgi): the package and the tests."""
-    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    return {"PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), str(ROOT / "tests")])}
 
 
 class GzipClient(RawClient):
@@ -315,7 +315,7 @@ def apache_mod_wsgi() -> Served:
     """
     code = temp_dir("apache-code-")
     try:
-        shutil.copytree(ROOT / "wsgi_logstream", code / "wsgi_logstream", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(PACKAGE_DIR, code / "wsgi_logstream", ignore=shutil.ignore_patterns("__pycache__"))
         script = Path(shutil.copy(ROOT / "tests" / "apps" / "deploy_site.py", code / "deploy_site.py"))
         for path in code.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)

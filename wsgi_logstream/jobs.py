@@ -9,6 +9,7 @@ leave and come back to::
     GET  /              queued, running and recent jobs (HTML, or JSON for Accept: application/json)
     GET  /<id>          its log in any format: history, then live lines, then the summary
     GET  /<id>?since=N  resume after line N (SSE also reads Last-Event-ID)
+    GET  /<id>/log.txt  the whole log as a file (also log.ndjson, or ?download=1 in any format)
     POST /<id>/cancel   ask it to stop (cooperatively: ``cancelled()`` turns true)
 
 A job is a plain record and a log in a store (:mod:`wsgi_logstream.store`);
@@ -30,15 +31,19 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .assets import asset_url
+from .channel import Summary
+from .download import DOWNLOAD_PATHS, serve_download
 from .errors import HttpError, Refused, unavailable
 from .hosting import threads_disabled_reason
 from .joblist import cancel_form, job_json, jobs_page
+from .journal import JournalOptions
 from .operation import Operation, target_caller
 from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
-from .pipeline import authorize, open_stream, refuse_cross_site, respond
+from .pipeline import authorize, open_stream, refuse_cross_site, respond, see_other
 from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
+from .runner import PayloadError, Runner, payload_from_environ
 from .store import JobStore, MemoryStore
 from .viewer import CSP
 
@@ -50,12 +55,13 @@ if TYPE_CHECKING:
 __all__ = ["JobHandle", "JobsApp", "JobsOptions", "jobs"]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_BELOW = ("cancel", *DOWNLOAD_PATHS)  # what a path may name below a job
 _LIST_MEDIA = {"application/json": "json", "text/html": "html", "application/xhtml+xml": "html"}
 #: How often a viewer of a job whose runner holds a lease looks at the record again.
 LEASE_RECHECK = 1.0
 
 
-class JobsOptions(StreamOptions, total=False):
+class JobsOptions(StreamOptions, JournalOptions, total=False):
     """:class:`StreamOptions` and the options only :func:`~wsgi_logstream.jobs` takes."""
 
     max_history: int
@@ -65,12 +71,13 @@ class JobsOptions(StreamOptions, total=False):
     store: JobStore | None
     owner: Owner | None
     form_fields: FormFields | None
+    runner: Runner | None
 
 
 class JobHandle:
     """A job this process started (:meth:`JobsApp.start`): its id, its record, and waiting for it."""
 
-    def __init__(self, app: JobsApp, job_id: str, operation: Operation) -> None:
+    def __init__(self, app: JobsApp, job_id: str, operation: Operation | None) -> None:
         self.id = job_id
         self._app = app
         self._operation = operation
@@ -91,8 +98,17 @@ class JobHandle:
         return "forgotten" if record is None else record.status
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the target has returned; True if it did within ``timeout``."""
-        return self._operation.done.wait(timeout)
+        """Wait until the target has returned (a queued job: until it ended); True if it did within ``timeout``."""
+        if self._operation is not None:
+            return self._operation.done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # run elsewhere: only the store knows
+            record = self.record
+            if record is None or record.finished:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05 if deadline is None else max(min(0.05, deadline - time.monotonic()), 0))
 
     def cancel(self) -> bool:
         """Ask the job to stop; True if it was still running."""
@@ -102,11 +118,20 @@ class JobHandle:
 class JobsApp:
     """The WSGI application :func:`jobs` returns."""
 
-    def __init__(self, target: Callable[..., Any], options: Options, settings: JobsSettings, store: JobStore) -> None:
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        options: Options,
+        settings: JobsSettings,
+        store: JobStore,
+        runner: Runner | None = None,
+    ) -> None:
         self.target = target
         self.options = options
         self.settings = settings
         self.store = store
+        #: Who runs the jobs: None, a thread of this process; else a task queue (:mod:`wsgi_logstream.runner`).
+        self.runner = runner
         self._call = target_caller(target)
         self._slots = threading.BoundedSemaphore(options.max_concurrent) if options.max_concurrent else None
         self._running: dict[str, JobHandle] = {}
@@ -119,7 +144,14 @@ class JobsApp:
     # -- jobs, for code and for the WSGI layer -----------------------------------
 
     def start(self, environ: Mapping[str, Any] | None = None, *, owner: str | None = None) -> JobHandle:
-        """Start a job now, in a thread of this process; its target gets ``environ`` (or ``{}``)."""
+        """Start a job now, in a thread of this process; its target gets ``environ`` (or ``{}``).
+
+        With a ``runner``, the job is created ``queued`` and handed to it
+        instead, with :func:`~wsgi_logstream.runner.payload_from_environ`'s
+        payload (:class:`~wsgi_logstream.runner.PayloadError` for a body it cannot carry).
+        """
+        if self.runner is not None:
+            return self._submit(self.runner, environ or {}, owner)
         if self._slots is not None and not self._slots.acquire(blocking=False):
             raise RuntimeError(f"too many jobs running (max_concurrent={self.options.max_concurrent})")
         try:
@@ -156,6 +188,27 @@ class JobsApp:
             self._running[job_id] = handle
         operation.start()
         return handle
+
+    def _submit(self, runner: Runner, environ: Mapping[str, Any], owner: str | None) -> JobHandle:
+        """Create the job ``queued`` and hand it to ``runner``; a job it refused ends as ``error``."""
+        now = time.time()
+        timeout = self.options.timeout
+        record = JobRecord(
+            id=secrets.token_urlsafe(12),
+            title=self.options.title,
+            created=now,
+            owner=owner,
+            deadline=now + timeout if timeout else None,
+        )
+        payload = payload_from_environ(environ, record)
+        self.store.create(record)
+        try:
+            runner.submit(self.store, record, payload)
+        except Exception as exc:
+            ended = time.time()
+            self.store.finish(record.id, Summary("error", ended, ended, 0, error=f"could not be queued: {exc}"))
+            raise RuntimeError(f"the job could not be queued: {exc}") from exc
+        return JobHandle(self, record.id, None)
 
     def _finished(self, job_id: str) -> None:
         with self._lock:
@@ -205,13 +258,16 @@ class JobsApp:
         if path == "/":
             return self._index(environ, start_response)
         parts = path.strip("/").split("/")
-        if not _ID.fullmatch(parts[0]) or len(parts) > 2 or (len(parts) == 2 and parts[1] != "cancel"):
+        if not _ID.fullmatch(parts[0]) or len(parts) > 2 or (len(parts) == 2 and parts[1] not in _BELOW):
             raise HttpError(404, "no such job")
         record = self.lookup(parts[0])
         if record is None:
             raise HttpError(404, "no such job (it may have finished long ago and been forgotten)")
-        if len(parts) == 2:
+        if len(parts) == 2 and parts[1] == "cancel":
             return self._cancel(record, environ, start_response)
+        if len(parts) == 2:  # the whole log as a file (wsgi_logstream.download)
+            authorize(self.options, environ, "view", record)
+            return serve_download(environ, start_response, record, self.store, self.options, DOWNLOAD_PATHS[parts[1]])
         return self._stream(record, environ, start_response)
 
     def _base(self, environ: WSGIEnvironment) -> str:
@@ -284,9 +340,11 @@ class JobsApp:
         owner = self.settings.owner(environ) if self.settings.owner is not None else None
         try:
             handle = self.start(target_environ, owner=owner)
+        except PayloadError as exc:  # a body a queued job's payload cannot carry
+            raise HttpError(exc.status, str(exc)) from None
         except RuntimeError as exc:
             raise unavailable(str(exc)) from None
-        return _see_other(start_response, f"{self._base(environ)}/{handle.id}", f"started: {handle.id}")
+        return see_other(start_response, f"{self._base(environ)}/{handle.id}", f"started: {handle.id}")
 
     def _cancel(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         allow(("POST",), environ)
@@ -298,7 +356,7 @@ class JobsApp:
             body = json.dumps({"id": record.id, "status": current.status, "cancel_requested": True}).encode()
             start_response("202 Accepted", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        return _see_other(start_response, f"{self._base(environ)}/{record.id}", "cancel requested")
+        return see_other(start_response, f"{self._base(environ)}/{record.id}", "cancel requested")
 
     def _stream(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if is_probe(query_params(environ)):
@@ -306,6 +364,8 @@ class JobsApp:
             return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         request = parse_stream_request(environ, ("GET", "HEAD"))
         authorize(self.options, environ, "view", record)
+        if request.download:
+            return serve_download(environ, start_response, record, self.store, self.options, None)
         # A running job's last line is next_seq - 1; a finished one's end event has id next_seq.
         newest = record.next_seq if record.finished else record.next_seq - 1
         since = request.resume_point(newest)
@@ -328,17 +388,9 @@ class JobsApp:
             heartbeat=self.options.heartbeat,
             deadline=deadline,
             check=lambda: self.lookup(record.id),
-            recheck=LEASE_RECHECK if record.lease_until is not None else None,
+            # A queued job may be taken by a worker elsewhere, whose lease then says whether it lives.
+            recheck=LEASE_RECHECK if record.lease_until is not None or record.status == "queued" else None,
         )
-
-
-def _see_other(start_response: StartResponse, location: str, message: str) -> list[bytes]:
-    body = f"{message}: {location}\n".encode()
-    start_response(
-        "303 See Other",
-        [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
 
 
 def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
@@ -353,20 +405,26 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     - ``max_history`` (10000): lines each job keeps for viewers who come later.
     - ``keep_finished`` (3600): seconds a finished job stays listed and viewable.
     - ``max_finished`` (100): finished jobs kept at most; the oldest go first.
+    - ``journal_dir``, ``journal_max_bytes``, ``journal_total_bytes``: see :class:`~wsgi_logstream.store.MemoryStore`.
     - ``allow_start`` (True): whether ``POST /`` starts a job; without it jobs
       are started only by :meth:`JobsApp.start`.
     - ``store``: a :class:`~wsgi_logstream.store.JobStore` (default: a
-      :class:`~wsgi_logstream.store.MemoryStore` made with the three options
+      :class:`~wsgi_logstream.store.MemoryStore` made with the options
       above, which are then the store's to take, not this function's).
     - ``owner`` (``REMOTE_USER``): ``owner(environ)`` names who starts a job.
     - ``form_fields`` (none): ``form_fields(environ)`` gives hidden fields
       for the forms the pages render (a CSRF token).
+    - ``runner`` (none: a thread of this process runs each job): a
+      :class:`~wsgi_logstream.runner.Runner` that hands each new job to a task
+      queue (:class:`~wsgi_logstream.celery.CeleryRunner`,
+      :class:`~wsgi_logstream.rq.RQRunner`). ``target`` is then not called
+      here, and ``max_concurrent`` is refused (the queue's workers limit it).
     """
     unknown = set(options) - set(JobsOptions.__annotations__) - set(Options.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     given: dict[str, Any] = dict(options)
-    stream = {key: value for key, value in given.items() if key not in STORE_OPTIONS + JOBS_OPTIONS}
+    stream = {key: value for key, value in given.items() if key not in (*STORE_OPTIONS, *JOBS_OPTIONS, "runner")}
     parsed = Options.from_kwargs(**stream)
     settings = JobsSettings.from_kwargs(
         allow_start=given.get("allow_start", True),
@@ -382,4 +440,11 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     elif store_options:
         names = ", ".join(sorted(store_options))
         raise TypeError(f"{names}: options of the store; with store= given, pass them to the store instead")
-    return JobsApp(target, parsed, settings, store)
+    runner = given.get("runner")
+    if runner is not None and parsed.max_concurrent is not None:
+        raise TypeError("max_concurrent limits jobs run in this process; with runner=, the queue's workers limit them")
+    if runner is not None and not isinstance(runner, Runner):
+        raise TypeError(
+            f"runner must have a submit(store, record, payload) method (see wsgi_logstream.runner), got {runner!r}"
+        )
+    return JobsApp(target, parsed, settings, store, runner)
