@@ -142,12 +142,13 @@ def uwsgi(*bind: str, ini: bool = True, extra: Iterable[str] = ()) -> Served:
     args += [part.format(port=port) for part in bind]
     args += ["--pidfile", str(tmp / "uwsgi.pid"), *extra]
     # The python3 plugin embeds Debian's Python, not this venv's: the package and the tests come from PYTHONPATH.
-    return Served(args, port, tmp)
+    return Served(args, port, tmp, env=python_path_env())
 
 
 def python_path_env() -> dict[str, str]:
     """PYTHONPATH for a server that embeds another Python (uWSGI, mod_wsgi): the package and the tests."""
-    return {"PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), str(ROOT / "tests")])}
+    paths = dict.fromkeys([str(PACKAGE_ROOT), str(ROOT), str(ROOT / "tests")])  # the package first; no repeats
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 class GzipClient(RawClient):
@@ -303,7 +304,7 @@ def apache(example: str, values: Mapping[str, object]) -> Served:
     if checked.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AssertionError(f"apache2 -t rejects the rendered {example}:\n{checked.stdout}{checked.stderr}")
-    return Served(args, port, tmp)
+    return Served(args, port, tmp, env=python_path_env())
 
 
 def apache_mod_wsgi() -> Served:

@@ -40,7 +40,7 @@ class Entry:
     A ``"partial"`` entry is a log record's line while it is being rewritten
     with CR (a progress bar): the next state of that line, or its final
     ``"log"`` entry, takes the same sequence number and replaces it
-    (:meth:`Channel.append_partial`).
+    (``Channel.append_partial``).
     """
 
     __slots__ = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
