@@ -48,6 +48,18 @@
     });
   }
 
+  // As the server's carriage.display_line(): a line rewritten with CR shown at its last state (only
+  // the message folded when the line holds it, so the time and level in front of it stay).
+  function lastState(line, message) {
+    line = String(line);
+    if (!line.includes("\r")) return line;
+    const fold = (text) => text.split(/\r\n|\n/).map((part) =>
+      part.includes("\r") ? part.replace(/[^\r]*\r+(?=[^\r\n])/g, "").replace(/\r+$/, "") : part).join("\n");
+    const at = message && String(message).includes("\r") ? line.lastIndexOf(message) : -1;
+    if (at >= 0) return line.slice(0, at) + fold(String(message)) + line.slice(at + String(message).length);
+    return fold(line);
+  }
+
   function enhance(feed) {
     const box = feed ? feed.parentNode : SCRIPT.parentNode;
     const main = box.closest("main");
@@ -68,6 +80,13 @@
     // One entry per record, drop note or progress report, in order; "kinds" is the element's class.
     const texts = [], kinds = [], seqs = [], times = [];  // times: epoch seconds (NaN: not known)
     const open = new Set();                       // entries whose traceback the reader unfolded
+    // Sections: secs[s] = {head (its header entry), parent, depth, name, status ("" while running),
+    // elapsed, user (the reader's choice: true open, false shut, null: the rule)}. owners[i] is the
+    // innermost section entry i is in (-1: none); a header's owner is its parent section.
+    const owners = [], secs = [], heads = new Map(), stack = [];
+    const partialAt = new Map();                  // seq -> entry of a line still being rewritten (CR)
+    const sections = new WeakMap();               // a plain page's <details class="sec"> -> its section
+    let current = -1;                             // the section new entries go into
     let rows = new Int32Array(4096), nrows = 0;   // the entries shown (the filter applied), in order
     let tops = new Float64Array(4097);            // tops[k]: the line row k starts on; tops[nrows]: all lines
     let lastSeq = 0, tailNode = null, tailIndex = -1;
@@ -167,6 +186,11 @@
     // A click on a line's number links to it (shift: a range from the line linked before).
     view.addEventListener("click", (event) => {
       const row = event.target.closest("#log > [data-seq]");
+      const sectionRow = event.target.closest("#log > .sec");
+      if (sectionRow && !(row && event.clientX - row.getBoundingClientRect().left <= parseFloat(getComputedStyle(row).paddingLeft))) {
+        toggle(Number(sectionRow.dataset.section));
+        return;
+      }
       if (!row || event.clientX - row.getBoundingClientRect().left > parseFloat(getComputedStyle(row).paddingLeft)) return;
       const seq = Number(row.dataset.seq);
       const from = event.shiftKey && target ? Math.min(target.from, seq) : seq;
@@ -175,6 +199,12 @@
       history.replaceState(null, "", from === to ? `#L${from}` : `#L${from}-L${to}`);
       clear();
       paint();
+    });
+    view.addEventListener("keydown", (event) => {
+      const row = event.target.closest("#log > .sec");
+      if (!row || (event.key !== "Enter" && event.key !== " ")) return;
+      event.preventDefault();
+      toggle(Number(row.dataset.section));
     });
     window.addEventListener("hashchange", () => { aim(); clear(); paint(); });
 
@@ -202,36 +232,70 @@
     // is and taken again, whole, once the parser has moved past it.
     function harvest(final) {
       if (!feed) return;
-      let node = feed.firstChild, latest = null, added = false;
+      const got = {latest: null, added: false};
+      current = -1;
+      harvestIn(feed, final, got, -1);
+      observer.takeRecords();  // our own removals: nothing to do for them
+      if (got.latest) {
+        const p = got.latest.querySelector("progress");
+        const known = p && p.hasAttribute("value");
+        showProgress(known ? p.value : null, known ? p.max : null, got.latest.textContent.trim());
+      }
+      if (got.added) paint();
+    }
+
+    // The children of `parent` (the feed, or a section's <details>) in order; `whole`: parent is complete.
+    // Returns false if it stopped at a node it cannot take yet (a section whose name is still coming).
+    function harvestIn(parent, whole, got, owner) {
+      let node = parent.firstChild;
       while (node) {
         const next = node.nextSibling;
-        const complete = next !== null || final;
+        const complete = next !== null || whole;
+        current = owner;
         if (node.nodeType !== 1) {
           // Keep-alive comments and the newline after each would only be blank lines.
           if (complete || node.nodeType === 8 || !node.data.trim()) node.remove();
         } else if (node.classList.contains("pg")) {
-          latest = node;
+          got.latest = node;
           if (complete) {
             add("pg", Number(node.dataset.seq) || 0, node.textContent.trim());
             node.remove();
           }
+        } else if (node.tagName === "DETAILS" && node.classList.contains("sec")) {
+          let s = sections.get(node);
+          if (s === undefined) {
+            const summary = node.querySelector("summary");
+            if (!summary || (!summary.nextSibling && !complete)) return false;  // its name may be cut: wait
+            s = openSection(summary.textContent, node.dataset.depth, Number(node.dataset.seq) || 0,
+              when(node.dataset.t));
+            sections.set(node, s);
+            summary.remove();
+            got.added = true;
+          }
+          if (!harvestIn(node, complete, got, s)) return false;
+          if (!complete) return false;
+          node.remove();  // a section cut before its end stays running, so open
+        } else if (node.classList.contains("sec-end")) {
+          if (owner >= 0 && !secs[owner].status) closeSection(owner, node.dataset.status, node.dataset.elapsed, Number(node.dataset.seq) || 0);
+          node.remove();
+          got.added = true;
         } else {
           const text = node.textContent;
-          if (node === tailNode) update(tailIndex, text);
-          else tailIndex = add(node.className, Number(node.dataset.seq) || 0, text, when(node.dataset.t));
+          const seq = Number(node.dataset.seq) || 0;
+          const partial = node.classList.contains("p");
+          let i;
+          if (node === tailNode) { i = tailIndex; update(i, text); }
+          else if (seq && partialAt.has(seq)) { i = partialAt.get(seq); update(i, text); }  // its newer state
+          else i = add(partial ? node.className.replace(/ p\b/, "") : node.className, seq, text, when(node.dataset.t), partial);
+          if (partial) partialAt.set(seq, i); else if (seq) partialAt.delete(seq);
+          tailIndex = i;
           tailNode = complete ? null : node;
           if (complete) node.remove();
-          added = true;
+          got.added = true;
         }
         node = next;
       }
-      observer.takeRecords();  // our own removals: nothing to do for them
-      if (latest) {
-        const p = latest.querySelector("progress");
-        const known = p && p.hasAttribute("value");
-        showProgress(known ? p.value : null, known ? p.max : null, latest.textContent.trim());
-      }
-      if (added) paint();
+      return true;
     }
 
     function when(value) {
@@ -239,26 +303,110 @@
       return Number.isFinite(t) ? t : undefined;
     }
 
-    function add(kind, seq, text, time) {
+    // partial: a state of a line still being rewritten, which does not count as received for resuming.
+    function add(kind, seq, text, time, partial) {
       const i = texts.length;
       texts.push(text);
       kinds.push(kind);
       seqs.push(seq);
       times.push(time === undefined ? NaN : time);
+      owners.push(current);
       if (time !== undefined && !timed) { timed = true; view.classList.add("timed"); }  // a column for times
-      if (seq > lastSeq) lastSeq = seq;
-      if (kind !== "pg" && scanned(i) && matches(i)) push(i);
+      if (seq > lastSeq && !partial) lastSeq = seq;
+      if (kind !== "pg" && scanned(i) && shown(i)) push(i);
       return i;
     }
 
-    // The entry still growing is the last one: only its own row changes.
+    // An entry's text changed (the growing tail of the feed, or a line rewritten with CR): its row
+    // is drawn again, and taken out or put in if the filter now says otherwise.
     function update(i, text) {
       if (texts[i] === text) return;
+      const before = height(i);
       texts[i] = text;
-      const shown = nrows > 0 && rows[nrows - 1] === i;
-      if (shown) nrows -= 1;
-      if (scanned(i) && matches(i)) push(i);
-      forget(i);
+      if (!scanned(i)) return;
+      const k = rowOf(i), want = kinds[i] !== "pg" && shown(i);
+      if (k >= 0 && want && height(i) === before) { forget(i); return; }
+      if (k < 0 && !want) return;
+      const at = k >= 0 ? k : rowAfter(i);
+      resplice(at, k >= 0 ? k + 1 : at, want ? [i] : []);
+    }
+
+    // -- sections ----------------------------------------------------------------------------
+    function openSection(name, depth, seq, time) {
+      const s = secs.length;
+      const head = add("sec", seq, name, time);
+      secs.push({head, parent: current, depth: Number(depth) || stack.length, name, status: "", elapsed: NaN,
+        last: -1, user: null});
+      heads.set(head, s);
+      stack.push(s);
+      current = s;
+      if (rowOf(head) >= 0) forget(head);
+      return s;
+    }
+
+    function closeSection(s, status, elapsed, seq) {
+      if (s < 0 || s === undefined) return;
+      const sec = secs[s];
+      const at = stack.lastIndexOf(s);
+      if (at >= 0) stack.length = at;
+      current = stack.length ? stack[stack.length - 1] : -1;
+      sec.status = status === "error" ? "error" : "ok";
+      sec.elapsed = Number(elapsed);
+      sec.last = texts.length - 1;
+      if (seq > lastSeq) lastSeq = seq;
+      if (folded(s)) refold(s); else forget(sec.head);
+    }
+
+    // A clean finished section is shut; a running one, or one with an error, is open; the reader's click wins.
+    function folded(s) {
+      const sec = secs[s];
+      return sec.user !== null ? !sec.user : sec.status === "ok";
+    }
+
+    function hidden(i) {
+      for (let s = owners[i]; s >= 0; s = secs[s].parent) if (folded(s)) return true;
+      return false;
+    }
+
+    function shown(i) { return !hidden(i) && matches(i); }
+
+    function toggle(s) {
+      secs[s].user = folded(s);
+      refold(s);
+    }
+
+    // The rows of section s's lines again (it was folded or unfolded): only that stretch of rows changes.
+    function refold(s) {
+      const sec = secs[s];
+      if (!scanned(sec.head)) { rebuild(); return; }
+      const last = sec.last >= 0 ? sec.last : texts.length - 1;
+      const lo = rowAfter(sec.head), hi = rowAfter(last);
+      const list = [];
+      for (let i = sec.head + 1; i <= last && scanned(i); i++) if (kinds[i] !== "pg" && shown(i)) list.push(i);
+      resplice(lo, hi, list);
+      forget(sec.head);
+    }
+
+    // The first row whose entry comes after entry i.
+    function rowAfter(i) {
+      let lo = 0, hi = nrows;
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (rows[mid] <= i) lo = mid + 1; else hi = mid; }
+      return lo;
+    }
+
+    // Rows [lo, hi) become `list`; the rows after them keep their heights, moved by the difference.
+    function resplice(lo, hi, list) {
+      const tail = rows.slice(hi, nrows), tailTops = tops.slice(hi, nrows + 1);
+      const count = lo + list.length + tail.length;
+      while (count + 1 >= tops.length) grow();
+      let top = tops[lo];
+      for (let j = 0; j < list.length; j++) { rows[lo + j] = list[j]; tops[lo + j + 1] = top += height(list[j]); }
+      const start = lo + list.length, delta = top - tailTops[0];
+      rows.set(tail, start);
+      for (let j = 1; j < tailTops.length; j++) tops[start + j] = tailTops[j] + delta;
+      nrows = count;
+      clear();
+      paint();
     }
 
     function aim() {
@@ -284,15 +432,17 @@
 
     function matches(i) { return needle === "" || texts[i].toLowerCase().includes(needle); }
 
+    function grow() {
+      const more = new Float64Array(tops.length * 2);
+      more.set(tops);
+      tops = more;
+      const wider = new Int32Array(rows.length * 2);
+      wider.set(rows);
+      rows = wider;
+    }
+
     function push(i) {
-      if (nrows + 1 >= tops.length) {
-        const more = new Float64Array(tops.length * 2);
-        more.set(tops);
-        tops = more;
-        const wider = new Int32Array(rows.length * 2);
-        wider.set(rows);
-        rows = wider;
-      }
+      if (nrows + 1 >= tops.length) grow();
       rows[nrows] = i;
       tops[nrows + 1] = tops[nrows] + height(i);
       nrows += 1;
@@ -306,7 +456,7 @@
       clear();
       let budget = performance.now() + SLICE_MS;
       for (scanAt = 0; scanAt < texts.length; scanAt++) {
-        if (kinds[scanAt] !== "pg" && matches(scanAt)) push(scanAt);
+        if (kinds[scanAt] !== "pg" && shown(scanAt)) push(scanAt);
         if ((scanAt & 1023) === 0 && performance.now() > budget) {
           paint();
           await breathe();
@@ -426,6 +576,7 @@
 
     function draft(i) {
       const text = texts[i];
+      if (kinds[i] === "sec") return header(i);
       const el = make("div", {className: kinds[i]});
       el.dataset.entry = String(i);
       if (seqs[i]) el.dataset.seq = String(seqs[i]);
@@ -439,6 +590,30 @@
       else if (text.includes(ESC + "[") || folds(text)) el.append(render(text, open.has(i)));
       else el.textContent = text;
       return el;
+    }
+
+    // A section's header row: its name, how it ended and how long it took; a click folds or unfolds it.
+    function header(i) {
+      const s = heads.get(i), sec = secs[s], shut = folded(s);
+      const el = make("div", {className: `sec ${sec.status || "run"}${shut ? " shut" : ""}`, tabIndex: 0});
+      el.dataset.entry = String(i);
+      el.dataset.section = String(s);
+      if (seqs[i]) el.dataset.seq = String(seqs[i]);
+      if (target && seqs[i] >= target.from && seqs[i] <= target.to) el.classList.add("hl");
+      el.setAttribute("role", "button");
+      el.setAttribute("aria-expanded", String(!shut));
+      const name = make("span", {className: "sec-name", textContent: `${shut ? "\u25b8" : "\u25be"} ${texts[i]}`});
+      name.style.paddingLeft = `${2 * Math.max(0, sec.depth - 1)}ch`;
+      const how = sec.status === "" ? "running\u2026"
+        : `${sec.status === "ok" ? "\u2714 ok" : "\u2716 error"}` + (Number.isFinite(sec.elapsed) ? ` \u00b7 ${duration(sec.elapsed)}` : "");
+      el.append(name, make("span", {className: "sec-how", textContent: `  ${how}`}));
+      return el;
+    }
+
+    function duration(seconds) {
+      if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)}s`;
+      const m = Math.floor(seconds / 60);
+      return m < 60 ? `${m}m ${two(Math.round(seconds % 60))}s` : `${Math.floor(m / 60)}h ${two(m % 60)}m`;
     }
 
     // A record of several lines with a traceback in it (a line break before its last character).
@@ -542,7 +717,9 @@
     function pageText() {
       harvest(false);
       const parts = [];
-      for (let i = 0; i < texts.length; i++) parts.push(kinds[i] === "pg" ? `-- progress ${texts[i]} --\n` : texts[i]);
+      for (let i = 0; i < texts.length; i++) {
+        parts.push(kinds[i] === "pg" ? `-- progress ${texts[i]} --\n` : kinds[i] === "sec" ? `-- section start: ${texts[i]} --\n` : texts[i]);
+      }
       const end = document.getElementById("end");
       if (end) parts.push(end.textContent + "\n");
       return parts.join("");
@@ -639,10 +816,22 @@
         const when = document.querySelector("header time");
         if (when && !when.textContent) when.textContent = new Date(entry.time * 1000).toLocaleString();
       } else if (entry.event === "log") {
+        const text = visible(lastState(entry.line, entry.message)) + "\n";
+        if (partialAt.has(entry.seq)) {
+          // A newer state of a line being rewritten with CR (or its final one): it replaces the line.
+          update(partialAt.get(entry.seq), text);
+          if (!entry.partial) partialAt.delete(entry.seq);
+          return;
+        }
         if (entry.seq <= lastSeq) return;  // a reconnect may send again what we have: skip it by seq
         const n = entry.levelno;
         const level = LEVELS[n] || (n < 20 ? "d" : n < 30 ? "i" : n < 40 ? "w" : "e");
-        add("r " + level, entry.seq, visible(entry.line) + "\n", entry.time);
+        const i = add("r " + level, entry.seq, text, entry.time, entry.partial);
+        if (entry.partial) partialAt.set(entry.seq, i);
+      } else if (entry.event === "section") {
+        if (entry.seq <= lastSeq) return;
+        if (entry.action === "start") openSection(visible(entry.name), entry.depth, entry.seq, entry.time);
+        else closeSection(stack.length ? stack[stack.length - 1] : -1, entry.status, entry.elapsed, entry.seq);
       } else if (entry.event === "progress") {
         if (entry.seq <= lastSeq) return;
         let text = String(entry.done);

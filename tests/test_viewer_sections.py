@@ -1,0 +1,205 @@
+"""Sections and lines rewritten with CR in the page's JavaScript, in a real browser (headless Chromium).
+
+A job page reads ``section`` events and ``partial`` entries from NDJSON; a plain stream's page harvests the
+server's ``<details class="sec">`` and ``r i p`` spans. Either way a clean finished section is one header row
+(shut, its lines take no rows), a failed one stays open and is marked, and a progress bar drawn with CR is one
+line at its final state. The screenshots of the README (``docs/viewer-sections.png``,
+``docs/viewer-progress.png``) are taken here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pytest
+
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import wait_until, wsgiref_server
+from wsgi_logstream import jobs, logstream, section
+from wsgi_logstream.command import Command
+
+pytestmark = pytest.mark.servers
+
+log = logging.getLogger("tests.viewer.sections")
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+ENDED = "document.getElementById('banner') !== null && !document.getElementById('banner').hidden"
+#: Every row the page drew: [kind, seq, text] (a section's header row has kind "sec ...").
+ROWS = "Array.from(document.querySelectorAll('#log > [data-entry]'), (r) => [r.className, r.dataset.seq || '', r.textContent])"
+LINES = "Array.from(document.querySelectorAll('#log > .r'), (r) => r.textContent)"
+
+
+@pytest.fixture
+def page(browser: Chromium) -> Iterator[Page]:
+    with browser.new_page() as tab:
+        tab.send("Emulation.setDeviceMetricsOverride", width=900, height=420, deviceScaleFactor=1, mobile=False)
+        yield tab
+
+
+@contextlib.contextmanager
+def serve(page: Page, app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
+    """Serve ``app``; the page leaves it before the server stops, so no stream is left open."""
+    with wsgiref_server(app) as url:
+        try:
+            yield url
+        finally:
+            page.navigate("about:blank")
+
+
+def _sections(gate: threading.Event) -> Callable[[], None]:
+    def target() -> None:
+        log.info("deploying build 42")
+        with section("Install dependencies"):
+            for name in ("requests", "urllib3", "idna"):
+                log.info("installed %s", name)
+        try:
+            with section("Run migrations"):
+                log.info("applying 0007_add_index")
+                with section("Check constraints"):
+                    log.info("3 constraints checked")
+                assert gate.wait(10)
+                log.error("0008_drop_column: column 'legacy' is still referenced")
+                raise RuntimeError("migration 0008 failed")
+        except RuntimeError:
+            log.warning("rolled back to 0007")
+
+    return target
+
+
+def _headers(rows: list[list[str]]) -> dict[str, list[str]]:
+    return {text.split("  ")[0][2:]: [kind, text] for kind, _, text in rows if kind.startswith("sec")}
+
+
+def test_a_job_page_shuts_a_clean_section_and_keeps_a_failed_one_open_and_marked(page: Page) -> None:
+    gate = threading.Event()
+    app = jobs(_sections(gate), formatter="%(message)s", heartbeat=0.5)
+    job = app.start()
+    try:
+        wait_until(lambda: job.record.records >= 6, 10, "the lines before the gate")
+        with serve(page, app) as url:
+            page.navigate(f"{url}/{job.id}")
+            # While it runs: the clean section is shut (its lines take no rows), the running one is open.
+            wait_for(page, "document.querySelectorAll('#log > .sec').length === 3")
+            running = _headers(page.evaluate(ROWS))
+            assert running["Install dependencies"][0] == "sec ok shut"
+            assert running["Run migrations"][0] == "sec run"
+            assert "running" in running["Run migrations"][1]
+            assert page.evaluate(LINES) == ["deploying build 42\n", "applying 0007_add_index\n"]
+            assert job.status == "running"
+            gate.set()
+            wait_for(page, ENDED)
+            wait_for(page, "document.querySelector('#log > .sec.error') !== null")
+            rows = page.evaluate(ROWS)
+            headers = _headers(rows)
+            assert headers["Install dependencies"][0] == "sec ok shut"
+            assert headers["Run migrations"][0] == "sec error"  # open, and marked
+            assert headers["Check constraints"][0] == "sec ok shut"
+            for name in headers:
+                assert "\u00b7 " in headers[name][1] and headers[name][1].rstrip().endswith("s")  # a duration
+            assert "\u2716 error" in headers["Run migrations"][1]
+            assert page.evaluate(LINES) == [
+                "deploying build 42\n",
+                "applying 0007_add_index\n",
+                "0008_drop_column: column 'legacy' is still referenced\n",
+                "rolled back to 0007\n",
+            ]
+            # Folded lines take no rows: the log is exactly as tall as its rows.
+            assert page.evaluate("document.getElementById('log').children.length") == len(rows)
+            page.screenshot(DOCS / "viewer-sections.png")
+            # A click opens the clean section: its lines are back, in order, under its header.
+            _click(page, "#log > .sec.shut .sec-name")
+            wait_for(page, "document.querySelectorAll('#log > .r').length === 7")
+            lines = page.evaluate(LINES)
+            assert lines[1:4] == ["installed requests\n", "installed urllib3\n", "installed idna\n"]
+            _click(page, "#log > .sec:not(.shut):not(.error) .sec-name")
+            wait_for(page, "document.querySelectorAll('#log > .r').length === 4")
+    finally:
+        gate.set()
+    assert job.wait(10)
+
+
+def _click(page: Page, selector: str) -> None:
+    """A real mouse click (through the browser's input pipeline) in the middle of the element."""
+    box = page.evaluate(
+        f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+        " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+    )
+    for kind in ("mousePressed", "mouseReleased"):
+        page.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+
+def test_a_plain_page_folds_the_sections_it_harvests_from_the_servers_html(page: Page) -> None:
+    gate = threading.Event()
+    app = logstream(_sections(gate), formatter="%(message)s", heartbeat=0.5)
+    gate.set()
+    with serve(page, app) as url:
+        page.navigate(url)
+        wait_for(page, ENDED)
+        wait_for(page, "document.querySelector('#log > .sec.error') !== null")
+        headers = _headers(page.evaluate(ROWS))
+        assert headers["Install dependencies"][0] == "sec ok shut"
+        assert headers["Run migrations"][0] == "sec error"
+        assert headers["Check constraints"][0] == "sec ok shut"
+        assert page.evaluate(LINES) == [
+            "deploying build 42\n",
+            "applying 0007_add_index\n",
+            "0008_drop_column: column 'legacy' is still referenced\n",
+            "rolled back to 0007\n",
+        ]
+        # The server's own markup was taken apart: no <details> left in the page.
+        assert page.evaluate("document.querySelectorAll('details.sec').length") == 0
+
+
+_BAR = r"""
+import os, sys, time
+gate = sys.argv[1]
+print("downloading model.bin", flush=True)
+sys.stderr.write("\r  0%|          | 0/100")
+sys.stderr.flush()
+while not os.path.exists(gate):  # the test lets it go once the page shows the first state
+    time.sleep(0.01)
+for n in range(1, 101):
+    sys.stderr.write("\r%3d%%|%-10s| %d/100" % (n, "#" * (n // 10), n))
+    sys.stderr.flush()
+    time.sleep(0.01)
+sys.stderr.write("\n")
+print("saved model.bin", flush=True)
+"""
+
+
+def _bar_rows(page: Page) -> list[str]:
+    return [text for text in page.evaluate(LINES)]
+
+
+@pytest.mark.parametrize("kind", ["job", "plain"])
+def test_a_command_drawing_a_progress_bar_is_one_line_that_ends_at_100_percent(
+    page: Page, tmp_path: Path, kind: str
+) -> None:
+    gate = tmp_path / "gate"
+    command = Command([sys.executable, "-c", _BAR, str(gate)])
+    options: dict[str, Any] = {"formatter": "%(message)s", "heartbeat": 0.2}
+    app: Any = jobs(command, **options) if kind == "job" else logstream(command, **options)
+    job = app.start() if kind == "job" else None
+    try:
+        with serve(page, app) as url:
+            page.navigate(f"{url}/{job.id}" if job is not None else url)
+            # The first state is on the page while the command still waits for the gate.
+            wait_for(
+                page, "Array.from(document.querySelectorAll('#log > .r')).some((r) => r.textContent.includes('0/100'))"
+            )
+            gate.touch()
+            wait_for(page, ENDED, timeout=30)
+            lines = _bar_rows(page)
+            assert lines == ["downloading model.bin\n", "100%|##########| 100/100\n", "saved model.bin\n"]
+            if kind == "job":
+                page.screenshot(DOCS / "viewer-progress.png")
+    finally:
+        gate.touch()
+    if job is not None:
+        assert job.wait(10)
