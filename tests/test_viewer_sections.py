@@ -4,13 +4,14 @@ A job page reads ``section`` events and ``partial`` entries from NDJSON; a plain
 server's ``<details class="sec">`` and ``r i p`` spans. Either way a clean finished section is one header row
 (shut, its lines take no rows), a failed one stays open and is marked, and a progress bar drawn with CR is one
 line at its final state. The screenshots of the README (``docs/viewer-sections.png``,
-``docs/viewer-progress.png``) are taken here.
+``docs/viewer-progress.png``) are taken here: run with ``UPDATE_SCREENSHOTS=1`` to write them there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -27,7 +28,13 @@ pytestmark = pytest.mark.servers
 
 log = logging.getLogger("tests.viewer.sections")
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: Where the screenshots go: tests/artifacts (ignored by git), or the README's docs/ with UPDATE_SCREENSHOTS=1,
+#: so that a test run does not rewrite tracked files.
+SHOTS = (
+    Path(__file__).resolve().parent.parent / "docs"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else (Path(__file__).resolve().parent / "artifacts")
+)
 
 ENDED = "document.getElementById('banner') !== null && !document.getElementById('banner').hidden"
 #: Every row the page drew: [kind, seq, text] (a section's header row has kind "sec ...").
@@ -111,7 +118,7 @@ def test_a_job_page_shuts_a_clean_section_and_keeps_a_failed_one_open_and_marked
             ]
             # Folded lines take no rows: the log is exactly as tall as its rows.
             assert page.evaluate("document.getElementById('log').children.length") == len(rows)
-            page.screenshot(DOCS / "viewer-sections.png")
+            page.screenshot(SHOTS / "viewer-sections.png")
             # A click opens the clean section: its lines are back, in order, under its header.
             _click(page, "#log > .sec.shut .sec-name")
             wait_for(page, "document.querySelectorAll('#log > .r').length === 7")
@@ -156,6 +163,53 @@ def test_a_plain_page_folds_the_sections_it_harvests_from_the_servers_html(page:
         assert page.evaluate("document.querySelectorAll('details.sec').length") == 0
 
 
+def test_a_shut_section_of_twenty_thousand_lines_takes_no_rows_and_a_filter_still_finds_them(page: Page) -> None:
+    def target() -> None:
+        log.info("start")
+        with section("Quiet"):
+            for i in range(20000):
+                log.info("quiet %05d", i)
+        with contextlib.suppress(RuntimeError), section("Loud"):
+            for i in range(20000):
+                log.info("loud %05d", i)
+            raise RuntimeError("loud failed")
+        log.info("finish")
+
+    app = jobs(target, formatter="%(message)s", heartbeat=0.5, max_history=100000)
+    job = app.start()
+    assert job.wait(30)
+    with serve(page, app) as url:
+        page.navigate(f"{url}/{job.id}")
+        wait_for(page, ENDED, timeout=30)
+        # The scroller is as tall as the rows shown: start, two headers, Loud's 20000 lines, finish.
+        rows = (
+            "(() => { const row = document.querySelector('#log > .r'); if (!row) return -1;"
+            " return Math.round(parseFloat(document.getElementById('log').style.height)"
+            " / row.getBoundingClientRect().height); })()"
+        )
+        assert page.evaluate(rows) == 20004
+        assert page.evaluate("document.querySelector('#log > .r:last-child').textContent") == "finish\n"
+        # A filter finds lines in a shut section too.
+        page.evaluate(
+            "(() => { const f = document.getElementById('filter'); f.value = 'quiet 0000';"
+            " f.dispatchEvent(new Event('input')); })()"
+        )
+        wait_for(page, "document.querySelectorAll('#log > .r').length === 10")
+        assert page.evaluate(LINES) == [f"quiet {i:05d}\n" for i in range(10)]
+        page.evaluate(
+            "(() => { const f = document.getElementById('filter'); f.value = '';"
+            " f.dispatchEvent(new Event('input')); })()"
+        )
+        wait_for(page, f"{rows} === 20004")
+        # Opened, Quiet's lines take their rows again, and the last line is still reachable at the bottom.
+        page.evaluate("document.querySelector('main').scrollTop = 0")
+        wait_for(page, "document.querySelector('#log > .sec.shut') !== null")
+        _click(page, "#log > .sec.shut .sec-name")
+        wait_for(page, f"{rows} === 40004")
+        page.evaluate("document.querySelector('main').scrollTop = document.querySelector('main').scrollHeight")
+        wait_for(page, "document.querySelector('#log > .r:last-child').textContent === 'finish\\n'")
+
+
 _BAR = r"""
 import os, sys, time
 gate = sys.argv[1]
@@ -198,7 +252,7 @@ def test_a_command_drawing_a_progress_bar_is_one_line_that_ends_at_100_percent(
             lines = _bar_rows(page)
             assert lines == ["downloading model.bin\n", "100%|##########| 100/100\n", "saved model.bin\n"]
             if kind == "job":
-                page.screenshot(DOCS / "viewer-progress.png")
+                page.screenshot(SHOTS / "viewer-progress.png")
     finally:
         gate.touch()
     if job is not None:

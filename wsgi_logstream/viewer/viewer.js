@@ -368,7 +368,8 @@
       return false;
     }
 
-    function shown(i) { return !hidden(i) && matches(i); }
+    // A filter finds lines in shut sections too: with one, the folds do not hide.
+    function shown(i) { return needle === "" ? !hidden(i) : matches(i); }
 
     function toggle(s) {
       secs[s].user = folded(s);
