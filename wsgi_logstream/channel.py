@@ -9,6 +9,12 @@ about now) and a reader that had not read it learns how many it missed.
 
 The lock is held only to number and append an entry or to copy a batch out;
 never while anything is written to a socket.
+
+Waking readers costs the producer O(1) per entry, however many readers there
+are: they all wait on one shared event per channel (see :meth:`Reader.wait`),
+which the producer sets only if it is not set already. A job watched by a
+thousand people must not make its operation loop over a thousand readers for
+every line it logs.
 """
 
 from __future__ import annotations
@@ -30,7 +36,22 @@ MAX_CHUNK_CHARS = 256 * 1024
 class Entry:
     """One thing that happened: a log record (``kind == "log"``) or progress."""
 
-    __slots__ = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
+    __slots__ = (
+        "created",
+        "done",
+        "encoded",
+        "end",
+        "kind",
+        "levelname",
+        "levelno",
+        "line",
+        "message",
+        "name",
+        "seq",
+        "total",
+    )
+    #: The slots that are the entry's data (``to_dict``); the others are the channel's bookkeeping.
+    fields = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
 
     def __init__(
         self,
@@ -54,13 +75,19 @@ class Entry:
         self.line = line
         self.done = done
         self.total = total
+        # Characters in the channel up to and including this entry (set by the channel): lets a
+        # reader bound its chunk with one subtraction instead of a loop over what it takes.
+        self.end = 0
+        # Wire bytes per format (``Format.cache_key`` -> bytes), filled by the first of several
+        # readers to encode this entry so that the others only join (``response.shared_batch``).
+        self.encoded: dict[object, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for a store in another process."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.fields}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Entry:
@@ -130,14 +157,19 @@ class Channel:
         self._lock = threading.Lock()
         self._readers: tuple[Reader, ...] = ()
         self._abandoned = False
+        self._chars = 0  # characters appended so far (Entry.end)
+        # One event for every reader: see Reader.wait for how it is re-armed.
+        self._wakeup = threading.Event()
+        #: True once no more entries are accepted (ended or abandoned). A plain
+        #: attribute, not a property: the operation's thread reads it per record.
+        self.closed = False
         self.last_progress: Entry | None = None
+        #: The last chunk each shared format encoded: ``cache_key -> (first seq, last seq, bytes)``.
+        #: Readers woken by the same entry usually take the same range, so all but the first
+        #: send the same bytes object (``response.shared_batch``).
+        self.chunks: dict[object, tuple[int, int, bytes]] = {}
 
     # -- producer side ---------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """No more entries are accepted: the channel ended or was abandoned."""
-        return self.summary is not None or self._abandoned
 
     @property
     def records(self) -> int:
@@ -159,19 +191,31 @@ class Channel:
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
         self._append(Entry("progress", created, message=message or "", done=done, total=total))
 
+    @property
+    def readers(self) -> int:
+        """How many readers are attached now."""
+        return len(self._readers)
+
     def _append(self, entry: Entry) -> None:
         with self._lock:
-            if self.summary is not None or self._abandoned:
+            if self.closed:
                 return
             entry.seq = self._next
             self._next += 1
+            self._chars = entry.end = self._chars + len(entry.line) + len(entry.message)
             if entry.kind == "log":
                 self._records += 1
             else:
                 self.last_progress = entry
             self._entries.append(entry)
-        for reader in self._readers:
-            reader.wake()
+        # O(1) whatever the number of readers: while they are busy the event is
+        # already set and this is one attribute read and one call.
+        wakeup = self._wakeup
+        if not wakeup.is_set():
+            wakeup.set()
+
+    def _wake_all(self) -> None:
+        self._wakeup.set()
 
     def close(self, summary: Summary) -> bool:
         """End the channel with ``summary``; later entries are ignored.
@@ -182,15 +226,17 @@ class Channel:
             if self.summary is not None:
                 return False
             self.summary = summary
-        for reader in self._readers:
-            reader.wake()
+            self.closed = True
+        self._wake_all()
         return True
 
     def abandon(self) -> None:
         """Nobody will read on: drop what is held and ignore what comes (the summary still lands)."""
         with self._lock:
             self._abandoned = True
+            self.closed = True
             self._entries.clear()
+            self.chunks.clear()
 
     # -- reader side -----------------------------------------------------------
 
@@ -218,12 +264,20 @@ class Channel:
                 # The common case, a live reader a few entries behind: copy from the right.
                 batch = list(itertools.islice(reversed(self._entries), wanted))
                 batch.reverse()
-                batch = _bounded(batch)
+                # Entry.end counts characters cumulatively: one subtraction says whether the
+                # whole batch fits, and only an oversized one is walked entry by entry.
+                first_entry = batch[0]
+                if batch[-1].end - first_entry.end + len(first_entry.line) + len(first_entry.message) > MAX_CHUNK_CHARS:
+                    batch = _bounded(batch)
             else:
                 batch = _bounded(itertools.islice(self._entries, len(self._entries) - wanted, None))
             reader.cursor = batch[-1].seq + 1 if batch else self._next
             if not self.retain and self._entries:
-                low = min(r.cursor for r in self._readers) if self._readers else self._next
+                readers = self._readers
+                if len(readers) == 1:
+                    low = readers[0].cursor
+                else:
+                    low = min(r.cursor for r in readers) if readers else self._next
                 if low >= self._next:
                     self._entries.clear()
                 else:
@@ -254,11 +308,6 @@ class Reader:
         self.channel = channel
         self.cursor = cursor
         self.missed = 0  # entries this reader lost because it fell behind
-        self._event = threading.Event()
-
-    def wake(self) -> None:
-        if not self._event.is_set():
-            self._event.set()
 
     def take(self) -> tuple[int, Sequence[Entry]]:
         """Everything available now: (entries missed since the last take, entries)."""
@@ -267,13 +316,29 @@ class Reader:
         return missed, batch
 
     def wait(self, timeout: float | None) -> None:
-        """Block until an entry may be available, the channel closes, or ``timeout``."""
-        self._event.clear()
-        # Re-check after clearing: an append between our last take and the clear
-        # would otherwise be a lost wake-up.
-        if self.cursor < self.channel.next_seq or self.channel.summary is not None:
+        """Block until an entry may be available, the channel closes, or ``timeout``.
+
+        All of a channel's readers wait on one event, which the producer sets
+        (once) after an append. A set event cannot be cleared, since other
+        readers may not have woken from it yet; instead the first reader to
+        come back to wait swaps in a fresh one, under the lock so that two
+        readers cannot each swap in their own and leave one waiting on an
+        event nobody will set.
+        """
+        channel = self.channel
+        event = channel._wakeup
+        if event.is_set():
+            with channel._lock:
+                event = channel._wakeup
+                if event.is_set():
+                    event = channel._wakeup = threading.Event()
+        # Re-check after arming: an append between our last take and the swap set
+        # the old event, not this one, and would otherwise be a lost wake-up. An
+        # append after this check sets the event we hold (or a newer one, which
+        # needs ours set first), so the wait below returns.
+        if self.cursor < channel._next or channel.summary is not None:
             return
-        self._event.wait(timeout)
+        event.wait(timeout)
 
     @property
     def at_end(self) -> bool:
