@@ -14,6 +14,8 @@ The steps, in the operation's thread (per record):
 * ``stream_info``: the same call inside a bound stream sink whose channel has
   one reader (a plain stream), formatted by the same ``logging.Formatter``;
 * ``stream_info_1000``: the same with 1,000 readers attached (a job's viewers);
+* ``stream_info_no_channel``: ``stream_info`` with the channel's
+  ``append_log`` a no-op: the capture path alone;
 * ``make_record``, ``format``, ``wants``, ``entry``, ``append``, ``emit``:
   the parts of ``stream_info`` on their own.
 
@@ -92,6 +94,12 @@ def setup(step: str) -> Callable[[], object]:
         streamed = logging.getLogger("bench.streamed")
         capture._current.set(sink)
         return lambda: streamed.info(workload.MESSAGE, 1, NOW)
+    if step == "stream_info_no_channel":
+        sink, channel = _sink(1)
+        channel.append_log = lambda *args: None  # type: ignore[method-assign]
+        streamed = logging.getLogger("bench.streamed")
+        capture._current.set(sink)
+        return lambda: streamed.info(workload.MESSAGE, 1, NOW)
     if step == "make_record":
         return _record
     if step == "format":
@@ -142,6 +150,7 @@ STEPS = [
     "handler_info",
     "stream_info",
     "stream_info_1000",
+    "stream_info_no_channel",
     "make_record",
     "format",
     "wants",
