@@ -1,7 +1,7 @@
 """Many readers of one log: shared encodings, one shared wake-up, and nobody held back by anybody else.
 
 A job watched by many people encodes each entry once per format and wakes
-its readers through one event per channel (``response.shared_batch``,
+its readers through one event per channel (``Reader.take_encoded``, ``response.entry_encoder``,
 ``Reader.wait``). These tests pin what that must not change: every reader's
 bytes are exactly those a lone reader gets, whatever chunks each took; a slow
 reader loses only its own lines; and no reader sleeps through an entry.

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 __all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
@@ -79,7 +79,7 @@ class Entry:
         # reader bound its chunk with one subtraction instead of a loop over what it takes.
         self.end = 0
         # Wire bytes per format (``Format.cache_key`` -> bytes), filled by the first of several
-        # readers to encode this entry so that the others only join (``response.shared_batch``).
+        # readers to encode this entry so that the others only join (``response.entry_encoder``).
         self.encoded: dict[object, bytes] | None = None
 
     def __repr__(self) -> str:
@@ -155,7 +155,10 @@ class Channel:
         self._next = 1  # sequence number of the next entry
         self._records = 0
         self._lock = threading.Lock()
-        self._readers: tuple[Reader, ...] = ()
+        # A dict used as an ordered set: a job's thousands of viewers come and go in O(1) each.
+        self._readers: dict[Reader, None] = {}
+        #: How many readers are attached now (a plain attribute: each viewer reads it per chunk).
+        self.readers = 0
         self._abandoned = False
         self._chars = 0  # characters appended so far (Entry.end)
         # One event for every reader: see Reader.wait for how it is re-armed.
@@ -167,7 +170,7 @@ class Channel:
         self.last_progress: Entry | None = None
         #: The last chunk each shared format encoded: ``cache_key -> (first seq, last seq, bytes)``.
         #: Readers woken by the same entry usually take the same range, so all but the first
-        #: send the same bytes object (``response.shared_batch``).
+        #: send the same bytes object (``Reader.take_encoded``).
         self.chunks: dict[object, tuple[int, int, bytes]] = {}
 
     # -- producer side ---------------------------------------------------------
@@ -212,11 +215,6 @@ class Channel:
             self.last_progress = entry
             self._entries.append(entry)
         self._wake()
-
-    @property
-    def readers(self) -> int:
-        """How many readers are attached now."""
-        return len(self._readers)
 
     def _wake(self) -> None:
         """Wake every waiting reader, at O(1) cost whatever their number.
@@ -264,12 +262,14 @@ class Channel:
         """A new cursor that reads entries with a sequence number above ``since``."""
         reader = Reader(self, max(since + 1, 1))
         with self._lock:
-            self._readers = (*self._readers, reader)
+            self._readers[reader] = None
+            self.readers = len(self._readers)
         return reader
 
     def _detach(self, reader: Reader) -> None:
         with self._lock:
-            self._readers = tuple(r for r in self._readers if r is not reader)
+            self._readers.pop(reader, None)
+            self.readers = len(self._readers)
 
     def _take(self, reader: Reader) -> tuple[int, list[Entry]]:
         with self._lock:
@@ -278,32 +278,83 @@ class Channel:
             missed = first - cursor if cursor < first else 0
             cursor = max(cursor, first)
             wanted = self._next - cursor
+            entries = self._entries
             if wanted <= 0:
                 batch: list[Entry] = []
-            elif wanted <= _SMALL:
-                # The common case, a live reader a few entries behind: copy from the right.
-                batch = list(itertools.islice(reversed(self._entries), wanted))
-                batch.reverse()
-                # Entry.end counts characters cumulatively: one subtraction says whether the
-                # whole batch fits, and only an oversized one is walked entry by entry.
-                first_entry = batch[0]
-                if batch[-1].end - first_entry.end + len(first_entry.line) + len(first_entry.message) > MAX_CHUNK_CHARS:
-                    batch = _bounded(batch)
             else:
-                batch = _bounded(itertools.islice(self._entries, len(self._entries) - wanted, None))
+                start = len(entries) - wanted
+                head = entries[start]
+                # Entry.end counts characters cumulatively: one subtraction says whether all
+                # that is wanted fits in a chunk, so only an oversized take (a long history)
+                # is walked entry by entry. Thousands of viewers each take hundreds of
+                # entries per wake-up when a job logs fast: no per-entry loop for them.
+                if self._chars - head.end + len(head.line) + len(head.message) <= MAX_CHUNK_CHARS:
+                    if wanted <= _SMALL:
+                        # A live reader a few entries behind: copy from the right.
+                        batch = list(itertools.islice(reversed(entries), wanted))
+                        batch.reverse()
+                    else:
+                        batch = list(itertools.islice(entries, start, None))
+                else:
+                    batch = _bounded(itertools.islice(entries, start, None))
             reader.cursor = batch[-1].seq + 1 if batch else self._next
-            if not self.retain and self._entries:
-                readers = self._readers
-                if len(readers) == 1:
-                    low = readers[0].cursor
-                else:
-                    low = min(r.cursor for r in readers) if readers else self._next
-                if low >= self._next:
-                    self._entries.clear()
-                else:
-                    while self._entries[0].seq < low:
-                        self._entries.popleft()
+            if not self.retain:
+                self._release_taken()
         return missed, batch
+
+    def _release_taken(self) -> None:
+        """Drop the entries every reader has taken (a plain stream keeps no history). Under the lock."""
+        if not self._entries:
+            return
+        readers = self._readers
+        if len(readers) == 1:
+            low = next(iter(readers)).cursor
+        else:
+            low = min(r.cursor for r in readers) if readers else self._next
+        if low >= self._next:
+            self._entries.clear()
+        else:
+            while self._entries[0].seq < low:
+                self._entries.popleft()
+
+    def _take_encoded(
+        self, reader: Reader, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]
+    ) -> tuple[int, bytes]:
+        """Like :meth:`_take`, but the taken entries' bytes, ``encode(entries)``, shared by readers.
+
+        Readers woken by the same append usually want the same range: the first
+        encodes it (outside the lock) and keeps the bytes in ``chunks``; the
+        others find them there without copying a single entry, which matters
+        when thousands of viewers each take hundreds of entries per wake-up.
+        """
+        with self._lock:
+            entries = self._entries
+            first = self._next - len(entries)
+            cursor = reader.cursor
+            missed = first - cursor if cursor < first else 0
+            cursor = max(cursor, first)
+            wanted = self._next - cursor
+            if wanted <= 0:
+                reader.cursor = self._next
+                return missed, b""
+            start = len(entries) - wanted
+            head = entries[start]
+            whole = self._chars - head.end + len(head.line) + len(head.message) <= MAX_CHUNK_CHARS
+            if whole:
+                chunk = self.chunks.get(key)
+                if chunk is not None and chunk[0] == cursor and chunk[1] == self._next - 1:
+                    reader.cursor = self._next
+                    return missed, chunk[2]
+                batch = list(itertools.islice(entries, start, None))
+            else:
+                batch = _bounded(itertools.islice(entries, start, None))
+            reader.cursor = batch[-1].seq + 1
+            if not self.retain:
+                self._release_taken()
+        body = encode(batch)
+        # Readers racing here each store a correct chunk; the last one stays.
+        self.chunks[key] = (batch[0].seq, batch[-1].seq, body)
+        return missed, body
 
 
 _SMALL = 256
@@ -331,9 +382,26 @@ class Reader:
 
     def take(self) -> tuple[int, Sequence[Entry]]:
         """Everything available now: (entries missed since the last take, entries)."""
+        if self.cursor >= self.channel._next:
+            # Nothing new (read without the lock: a stale answer only sends the caller
+            # to wait(), which checks again after arming). Each viewer asks once more
+            # after every chunk it sends: this spares that call the lock.
+            return 0, []
         missed, batch = self.channel._take(self)
         self.missed += missed
         return missed, batch
+
+    def take_encoded(self, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]) -> tuple[int, bytes]:
+        """:meth:`take`, as bytes: ``encode(entries)``, shared with the channel's other readers under ``key``.
+
+        ``key`` names the encoding (see ``Format.cache_key``): readers with equal
+        keys must encode equal entries to equal bytes.
+        """
+        if self.cursor >= self.channel._next:
+            return 0, b""
+        missed, body = self.channel._take_encoded(self, key, encode)
+        self.missed += missed
+        return missed, body
 
     def wait(self, timeout: float | None) -> None:
         """Block until an entry may be available, the channel closes, or ``timeout``.

@@ -211,7 +211,7 @@ class Format:
         """What the bytes of ``batch`` depend on besides its arguments; None: not shared.
 
         Readers of one log whose formats have equal keys share each entry's
-        encoding (:func:`wsgi_logstream.response.shared_batch`), which relies
+        encoding (:func:`wsgi_logstream.response.entry_encoder`), which relies
         on ``batch(missed, entries)`` being ``batch(missed, [])`` (the dropped
         marker, or nothing) followed by ``batch(0, [entry])`` for each entry.
         """

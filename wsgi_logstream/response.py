@@ -13,7 +13,7 @@ runner holds a lease) and settles the job's status, which closes the log when
 the job timed out or was lost.
 
 Several readers of one channel (a job's viewers) share the encoding of each
-entry: see :func:`shared_batch`.
+entry and of each chunk: see :func:`entry_encoder`.
 
 ``close()`` is what the server calls when the response ends or the client is
 gone; it releases the reader at once and runs ``on_close``; calling it again
@@ -25,11 +25,11 @@ from __future__ import annotations
 import time
 from typing import Callable, Hashable, Iterator, Sequence
 
-from .channel import Channel, Entry, Reader
+from .channel import Entry, Reader
 from .formats import Format
 from .store import LogReader
 
-__all__ = ["FIRST_WRITE", "StreamResponse", "shared_batch"]
+__all__ = ["FIRST_WRITE", "StreamResponse", "entry_encoder"]
 
 #: The most the first chunk carries. Caddy's ``encode`` compresses (and then
 #: holds) a response whose first write is 512 bytes or more.
@@ -52,15 +52,11 @@ class StreamResponse:
     ) -> None:
         self._reader = reader
         self._format = fmt
-        self._batch: Callable[[int, Sequence[Entry]], bytes] = fmt.batch
+        # A channel's reader, with a format that can share its encoding: see entry_encoder.
+        self._shared: tuple[Reader, Hashable, Callable[[Sequence[Entry]], bytes]] | None = None
         key = fmt.cache_key()
         if key is not None and isinstance(reader, Reader):
-            channel = reader.channel
-
-            def batch(missed: int, entries: Sequence[Entry]) -> bytes:
-                return shared_batch(channel, fmt, key, missed, entries)
-
-            self._batch = batch
+            self._shared = (reader, key, entry_encoder(fmt, key))
         self._title = title
         self._started = started
         self._heartbeat = heartbeat
@@ -91,10 +87,16 @@ class StreamResponse:
             return self._pending.pop()
         reader = self._reader
         quiet_until = 0.0  # set on the first pass that finds nothing: most passes find something
+        shared = self._shared
         while True:
-            missed, batch = reader.take()
-            if batch or missed:
-                return self._batch(missed, batch)
+            if shared is not None and shared[0].channel.readers > 1:
+                missed, body = shared[0].take_encoded(shared[1], shared[2])
+                if body or missed:
+                    return self._format.batch(missed, ()) + body if missed else body
+            else:
+                missed, batch = reader.take()
+                if batch or missed:
+                    return self._format.batch(missed, batch)
             if reader.at_end:
                 self._finished = True
                 summary = reader.summary
@@ -134,25 +136,21 @@ class StreamResponse:
             callback()
 
 
-def shared_batch(channel: Channel, fmt: Format, key: Hashable, missed: int, entries: Sequence[Entry]) -> bytes:
-    """``fmt.batch(missed, entries)``, encoding each entry once for all of ``channel``'s readers.
+def entry_encoder(fmt: Format, key: Hashable) -> Callable[[Sequence[Entry]], bytes]:
+    """``fmt.batch(0, entries)``, each entry encoded once for all readers whose formats share ``key``.
 
-    A job watched by many people must not escape, frame and encode every line
-    once per viewer. With more than one reader attached, each entry keeps its
-    bytes per format key (``Entry.encoded``, released with the entry), and the
-    channel keeps the last chunk per key, since readers woken by the same
-    append usually take the same range: the first reader encodes, the others
-    find the chunk (or join the entries' bytes). A single reader (a plain
-    stream) pays for no cache. Relies on a batch being its dropped marker
-    followed by its entries' bytes, which ``Format.cache_key`` promises.
+    A job watched by many people must not escape, frame and encode every
+    line once per viewer. Each entry keeps its bytes per format key
+    (``Entry.encoded``, released with the entry), and the channel keeps the
+    last chunk per key (``Reader.take_encoded``): the first reader woken by an
+    append encodes, the others send the same bytes. A lone reader (a plain
+    stream) does not come here and pays for no cache. This relies on a batch
+    being its dropped marker followed by its entries' bytes, which
+    ``Format.cache_key`` promises.
     """
-    if channel.readers < 2 or not entries:
-        return fmt.batch(missed, entries)
-    first, last = entries[0].seq, entries[-1].seq
-    chunk = channel.chunks.get(key)
-    if chunk is not None and chunk[0] == first and chunk[1] == last:
-        body = chunk[2]
-    else:
+    batch = fmt.batch
+
+    def encode(entries: Sequence[Entry]) -> bytes:
         parts = []
         for entry in entries:
             encoded = entry.encoded
@@ -160,9 +158,8 @@ def shared_batch(channel: Channel, fmt: Format, key: Hashable, missed: int, entr
                 encoded = entry.encoded = {}
             data = encoded.get(key)
             if data is None:
-                data = encoded[key] = fmt.batch(0, (entry,))
+                data = encoded[key] = batch(0, (entry,))
             parts.append(data)
-        body = b"".join(parts)
-        # Concurrent readers may race here: each stores a correct chunk, the last one stays.
-        channel.chunks[key] = (first, last, body)
-    return fmt.batch(missed, ()) + body if missed else body
+        return b"".join(parts)
+
+    return encode
