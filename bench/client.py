@@ -100,7 +100,7 @@ def read_stream(port: int, path: str, records: int, timeout: float, first_check:
         while True:
             try:
                 data = recv(262144)
-            except socket.timeout:
+            except TimeoutError:
                 errors.append(f"timed out after {timeout}s")
                 break
             if not data:

@@ -219,7 +219,7 @@ class RawClient:
         self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return True
         if not data:
             return False

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pty
 import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import Program, free_port, require_program, wsgiref_server
+from servers import Program, RawClient, free_port, require_program, wait_until, wsgiref_server
 
 from tests.test_cli_support import cli
-from wsgi_logstream.check import Arrival, Reading, analyse
+from wsgi_logstream import logstream
+from wsgi_logstream.cli.check import Arrival, Reading, analyse
 from wsgi_logstream.probe import probe_app
+from wsgi_logstream.response import FIRST_WRITE
 
 LINES, INTERVAL = 5, 0.25
 
@@ -218,3 +223,81 @@ def test_check_uses_colours_and_a_progress_bar_on_a_terminal_unless_no_color_is_
     assert re.search(r"\r\x1b\[K\[[#.]{30}\] [0-3]/3 lines", coloured)  # the progress bar
     assert "result: STREAMS" in plain
     assert "\x1b[3" not in plain
+
+
+@pytest.mark.parametrize("fmt", ["text", "html", "sse", "ndjson"])
+def test_the_probe_is_dressed_as_a_real_stream_of_its_format_headers_and_first_write(fmt: str) -> None:
+    gate = threading.Event()
+    real_app = logstream(lambda: gate.wait(10), title="probe")
+
+    def first(app: Any, query: str) -> tuple[str, dict[str, str], bytes]:
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            captured["status"], captured["headers"] = status, dict(headers)
+
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": query}
+        environ["wsgi.input"] = io.BytesIO(b"")
+        body = app(environ, start_response)
+        try:
+            chunk = next(iter(body))
+        finally:
+            gate.set()
+            body.close()
+        return captured["status"], captured["headers"], chunk
+
+    _, real_headers, real_chunk = first(real_app, f"format={fmt}")
+    status, probe_headers, probe_chunk = first(probe_app, f"format={fmt}&lines=3&interval=0.01")
+    assert status == "200 OK"
+    assert probe_headers == real_headers
+    assert len(probe_chunk) <= FIRST_WRITE < 512  # under Caddy's threshold for compressing, as the page is
+    if fmt == "html":
+        assert len(probe_chunk) == len(real_chunk) == FIRST_WRITE  # the page's head, cut where the page cuts it
+    else:
+        assert probe_chunk.split(b"probe")[0] == real_chunk.split(b"probe")[0]  # the same head up to the title
+
+
+CADDYFILE = """\
+{{
+    admin off
+    auto_https off
+    storage file_system {tmp}/storage
+}}
+:{port} {{
+    encode gzip
+    reverse_proxy 127.0.0.1:{upstream}
+}}
+"""
+
+
+@pytest.mark.servers
+def test_check_agrees_with_the_page_through_caddys_encode_gzip(tmp_path: Path) -> None:
+    caddy = require_program("caddy")
+    gate = tmp_path / "go"
+    script = (
+        f"import os, time\nprint('first line', flush=True)\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
+    )
+    with cli("run", command=(sys.executable, "-c", script)) as running:
+        path = running.job_path
+        port = free_port()
+        conf = tmp_path / "Caddyfile"
+        conf.write_text(CADDYFILE.format(tmp=tmp_path, port=port, upstream=running.program.port))
+        env = {"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)}
+        with Program([caddy, "run", "--config", str(conf), "--adapter", "caddyfile"], port, env=env) as proxy:
+            # The page, as a browser asks for it, while the command still runs.
+            with RawClient(proxy.url, f"{path}?format=html", {"Accept-Encoding": "gzip"}) as page:
+                wait_until(lambda: page.fill(time.monotonic() + 1) and page.status, 15, "the page's headers")
+                compressed = page.headers.get("content-encoding") == "gzip"
+                if not compressed:
+                    page.read_until(b"first line", timeout=15)  # live: its first line while the command runs
+            result = _check(f"{proxy.url}{path}")
+        gate.write_text("go")
+    print(f"through Caddy encode gzip: page compressed={compressed}, check exit {result.returncode}")
+    # Caddy decides on what its first read of the response holds: compressed, the page waits for the end.
+    # Whatever Caddy decides for the page, it decides for the probe, and check says so.
+    if compressed:
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "compression (Content-Encoding: gzip)" in result.stdout
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "result: STREAMS" in result.stdout

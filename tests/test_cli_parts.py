@@ -146,7 +146,9 @@ def test_probe_refuses_bad_parameters_and_sends_stream_headers() -> None:
     assert status == "200 OK"
     assert headers["X-Accel-Buffering"] == "no" and headers["Cache-Control"] == "no-store"
     lines = body.decode().splitlines()
-    assert lines[0].startswith("probe start sent=") and lines[-1] == "probe end"
+    assert lines[0].startswith("-- probe: started ")  # the text format's head, as a stream starts
+    assert lines[1].startswith("probe start sent=") and lines[-1] == "probe end"
+    lines = lines[1:]
     assert [line.split(" sent=")[0] for line in lines[1:-1]] == ["probe 1/3", "probe 2/3", "probe 3/3"]
     assert all(len(line) + 1 == 40 for line in lines[1:-1])
 

@@ -168,6 +168,7 @@ def test_page_can_start_the_command_again_only_with_restart() -> None:
         assert _post(f"{running.base}/") == 405
     with cli("run", "--restart", command=("echo", "hello")) as running:
         first = running.job_path
+        wait_until(lambda: "ended (ok" in running.output(), 20, "the first run to end")  # one run at a time
         with RawClient(running.base, "/", method="POST", headers={"Content-Length": "0"}) as client:
             client.read_to_end()
         assert client.status == 303

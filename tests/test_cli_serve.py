@@ -97,23 +97,23 @@ def test_no_subcommand_serves_the_demo() -> None:
 
 
 def test_token_is_required_by_header_or_by_a_cookie_set_from_a_link() -> None:
-    with cli("run", "--token", "s3cret-token", command=("echo", "private")) as running:
+    with cli("run", "--token", "s3cret-token-0f9c", command=("echo", "private")) as running:
         path = running.job_path
-        assert f"{path}?token=s3cret-token" in running.output()  # the link it prints
+        assert f"{path}?token=s3cret-token-0f9c" in running.output()  # the link it prints
         with RawClient(running.base, f"{path}?format=text") as anonymous:
             anonymous.read_to_end()
         assert anonymous.status == 401
         with RawClient(running.base, f"{path}?format=text", {"Authorization": "Bearer wrong"}) as wrong:
             wrong.read_to_end()
         assert wrong.status == 401
-        with RawClient(running.base, f"{path}?format=text", {"Authorization": "Bearer s3cret-token"}) as bearer:
+        with RawClient(running.base, f"{path}?format=text", {"Authorization": "Bearer s3cret-token-0f9c"}) as bearer:
             assert b"private" in bearer.read_to_end()
-        with RawClient(running.base, f"{path}?format=text&token=s3cret-token") as link:
+        with RawClient(running.base, f"{path}?format=text&token=s3cret-token-0f9c") as link:
             link.read_to_end()
         assert link.status == 303
         assert link.headers["location"] == f"{path}?format=text"  # the token leaves the address bar
         cookie = link.headers["set-cookie"].split(";", 1)[0]
-        assert "s3cret-token" not in cookie
+        assert "s3cret-token-0f9c" not in cookie
         assert "HttpOnly" in link.headers["set-cookie"]
         with RawClient(running.base, f"{path}?format=text", {"Cookie": cookie}) as browser:
             assert b"private" in browser.read_to_end()

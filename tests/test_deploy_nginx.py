@@ -161,13 +161,13 @@ def _round(url: str, tag: str, worker: psutil.Process) -> dict[str, tuple[int, f
     keys = [f"{tag}-{n}" for n in range(STREAMS)]
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(RawClient(url, f"/ops/run?format=ndjson&key={key}")) for key in keys]
-        for key, client in zip(keys, clients):
+        for key, client in zip(keys, clients, strict=True):
             client.read_until(f"first {key}".encode(), timeout=30)
         # Every stream is open and every operation is blocked, waiting.
         during = figures()
         with RawClient(url, f"/release?key={tag}-*") as release:
             release.read_to_end()
-        for key, client in zip(keys, clients):
+        for key, client in zip(keys, clients, strict=True):
             events = [json.loads(line) for line in client.read_to_end().decode().splitlines()]
             messages = [event["message"] for event in events if event["event"] == "log"]
             assert len(messages) == 5, (key, events)

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "wsgi_logstream"
+import wsgi_logstream
+
+# The package under test: the checkout, or under scripts/test the installed wheel (the same modules).
+PACKAGE = Path(wsgi_logstream.__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "typing_cases"
 
 
@@ -84,7 +88,7 @@ def test_mypy_finds_a_misspelt_option_and_accepts_a_third_party_store() -> None:
         [
             mypy,
             "--config-file",
-            str(PACKAGE.parent / "setup.cfg"),
+            str(ROOT / "setup.cfg"),
             "--no-incremental",
             str(CASES / "options_and_store.py"),
         ],

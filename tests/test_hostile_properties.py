@@ -114,7 +114,7 @@ def _ndjson_records(body: bytes) -> list[dict[str, Any]]:
 def _expected_objects(logged: list[tuple[str, int, str]]) -> list[tuple[Any, ...]]:
     return [
         (seq, expected_json(logging.getLevelName(level)), level, expected_json(name), expected_json(message), line)
-        for seq, ((name, level, message), line) in enumerate(zip(logged, _lines(logged)), start=1)
+        for seq, ((name, level, message), line) in enumerate(zip(logged, _lines(logged), strict=True), start=1)
     ]
 
 

@@ -2,6 +2,7 @@
 
 from .app import logstream
 from .capture import Thread, bind, cancelled, progress, wait_cancelled
+from .errors import Refused
 from .jobs import JobsApp, jobs
 from .middleware import LogStreamMiddleware
 from .redact import DEFAULT_REDACTIONS
@@ -12,6 +13,7 @@ __all__ = [
     "DEFAULT_REDACTIONS",
     "JobsApp",
     "LogStreamMiddleware",
+    "Refused",
     "Thread",
     "bind",
     "cancelled",

@@ -51,6 +51,7 @@ class LogStreamApp:
 
     def _serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if is_probe(query_params(environ)):
+            authorize(self.options, environ, "stream")  # a refused client gets no answer but the refusal
             return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         request = parse_stream_request(environ, self.methods)
         if request.last_event_id is not None:

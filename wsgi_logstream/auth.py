@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Iterable
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -52,13 +51,16 @@ class TokenAuth:
         header = environ.get("HTTP_COOKIE", "")
         if self.cookie_name not in header:
             return False
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(header)
-        except CookieError:
-            return False
-        morsel = cookie.get(self.cookie_name)
-        return morsel is not None and hmac.compare_digest(morsel.value.encode("latin-1", "replace"), self._cookie_value)
+        # Leniently, as browsers send it: ``name=value`` pairs split on ``;``. SimpleCookie drops
+        # the whole header over one cookie it cannot parse (a JSON value, a space, a bare name)
+        # that another app on the same host set, and the printed link would end in 401.
+        found = False
+        for pair in header.split(";"):
+            name, equals, value = pair.strip().partition("=")
+            if equals and name.strip() == self.cookie_name:
+                offered = value.strip().strip('"').encode("latin-1", "replace")
+                found = hmac.compare_digest(offered, self._cookie_value) or found
+        return found
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorization = environ.get("HTTP_AUTHORIZATION", "")
@@ -83,7 +85,8 @@ class TokenAuth:
     def _redirect(self, environ: WSGIEnvironment, start_response: StartResponse, query: str) -> list[bytes]:
         # WSGI paths are bytes decoded as latin-1: quote those bytes, not a re-encoding.
         raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
-        path = quote(raw, safe="/;=,:@!$&'()*+~-._")
+        # One leading slash: "//evil.example/x" in Location is another host (a scheme-relative URL).
+        path = quote(b"/" + raw.lstrip(b"/"), safe="/;=,:@!$&'()*+~-._") if raw else ""
         location = (path or "/") + (f"?{query}" if query else "")
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
         cookie = f"{self.cookie_name}={self._cookie_value.decode()}; Path=/; HttpOnly; SameSite=Lax{secure}"

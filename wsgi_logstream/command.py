@@ -10,8 +10,9 @@ each call runs the command once, with
 * its exit status as the job's end: 0 is ``ok``, anything else raises
   :class:`CommandFailed` (``exit status 3``, ``killed by signal SIGKILL``), so
   the job ends with status ``error``;
-* stdin from ``/dev/null`` and ``PYTHONUNBUFFERED=1`` added to its
-  environment, since a Python child writing to a pipe would otherwise hold
+* stdin from ``/dev/null``, ``WSGI_LOGSTREAM_TOKEN`` taken out of its
+  environment (``env`` in a script would print it into the log) and
+  ``PYTHONUNBUFFERED=1`` added to it, since a Python child writing to a pipe would otherwise hold
   its lines back in a block buffer (for C programs, run them under
   ``stdbuf -oL``).
 
@@ -41,6 +42,8 @@ __all__ = ["Command", "CommandError", "CommandFailed", "describe_status", "resol
 #: In-stream notices (stopping, signals) go to this logger, apart from the command's own lines.
 NOTICE_LOGGER = "wsgi-logstream"
 _POLL = 0.05
+#: The ``wsgi-logstream`` command's token; never handed to the command it runs.
+TOKEN_ENV = "WSGI_LOGSTREAM_TOKEN"
 
 
 class CommandError(Exception):
@@ -158,6 +161,7 @@ class Command:
         executable = resolve(self.argv[0])
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.pop(TOKEN_ENV, None)  # the command's own secret: `env` in a script would print it into the log
         try:
             return subprocess.Popen(
                 self.argv,

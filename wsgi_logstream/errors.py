@@ -45,14 +45,28 @@ class HttpError(Exception):
 
 
 class Refused(Exception):
-    """Raised by an ``authorize`` hook: refuse with ``message`` and ``status`` (403, or 401 to ask for a login)."""
+    """Raised by an ``authorize`` hook: refuse with ``message`` and ``status`` (403, or 401 to ask for a login).
 
-    def __init__(self, message: str = "not allowed", *, status: int = 403) -> None:
+    A ``401`` carries ``WWW-Authenticate: <challenge>``, as HTTP requires; the
+    default names the bearer scheme, which no browser answers with a password
+    dialog. Pass the scheme your login uses.
+    """
+
+    def __init__(
+        self, message: str = "not allowed", *, status: int = 403, challenge: str = 'Bearer realm="wsgi_logstream"'
+    ) -> None:
         super().__init__(message)
         if status not in (401, 403, 404):
             raise ValueError(f"status must be 401, 403 or 404, got {status!r}")
+        if not isinstance(challenge, str) or not challenge or "\n" in challenge or "\r" in challenge:
+            raise ValueError(f"challenge must be one line naming an auth scheme, got {challenge!r}")
         self.message = message
         self.status = status
+        self.challenge = challenge
+
+    def http_error(self) -> HttpError:
+        headers = [("WWW-Authenticate", self.challenge)] if self.status == 401 else []
+        return HttpError(self.status, self.message, headers)
 
 
 def unavailable(message: str) -> HttpError:

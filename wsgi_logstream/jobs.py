@@ -30,6 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .errors import HttpError, Refused, unavailable
+from .hosting import threads_disabled_reason
 from .joblist import job_json, jobs_page
 from .operation import Operation, target_caller
 from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
@@ -261,6 +262,9 @@ class JobsApp:
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorize(self.options, environ, "start")
         refuse_cross_site(self.options, environ)
+        reason = threads_disabled_reason(environ)  # uWSGI without threads would freeze the job after the 303
+        if reason is not None:
+            raise HttpError(503, reason)  # no Retry-After: retrying cannot help until the server's setup changes
         target_environ = environ_for_target(environ)
         owner = self.settings.owner(environ) if self.settings.owner is not None else None
         try:
@@ -283,6 +287,7 @@ class JobsApp:
 
     def _stream(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if is_probe(query_params(environ)):
+            authorize(self.options, environ, "view", record)  # a refused client gets no answer but the refusal
             return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         request = parse_stream_request(environ, ("GET", "HEAD"))
         authorize(self.options, environ, "view", record)

@@ -49,7 +49,7 @@ def authorize(options: Options, environ: WSGIEnvironment, action: str, record: J
     try:
         allowed = hook(environ, action, record)
     except Refused as refusal:
-        raise HttpError(refusal.status, refusal.message) from None
+        raise refusal.http_error() from None
     if allowed is not True:
         raise HttpError(403, f"not allowed to {action} here")
 

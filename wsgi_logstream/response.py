@@ -29,11 +29,22 @@ from .channel import Entry, Reader
 from .formats import Format
 from .store import LogReader
 
-__all__ = ["FIRST_WRITE", "StreamResponse", "entry_encoder"]
+__all__ = ["FIRST_GAP", "FIRST_WRITE", "StreamResponse", "entry_encoder", "split_head"]
 
 #: The most the first chunk carries. Caddy's ``encode`` compresses (and then
 #: holds) a response whose first write is 512 bytes or more.
 FIRST_WRITE = 480
+#: How long the second chunk waits after the first. A proxy reads what has
+#: arrived: the head and a job's history sent back to back would reach it as
+#: one write over 512 bytes. A pause this short costs a viewer nothing it can
+#: see; it makes the first read very likely to hold the head alone (the sure
+#: way is still to leave stream paths out of a proxy's compression).
+FIRST_GAP = 0.05
+
+
+def split_head(head: bytes) -> tuple[bytes, bytes]:
+    """A stream's first write and the rest of its head: every stream and the probe send them so."""
+    return head[:FIRST_WRITE], head[FIRST_WRITE:]
 
 
 class StreamResponse:
@@ -66,6 +77,7 @@ class StreamResponse:
         self._timeout_at = deadline  # time.monotonic() of the log's deadline
         self._deadline = self._next_due(time.monotonic())  # when check() is due next
         self._pending: list[bytes] = []
+        self._second_after: float | None = None
         self._head = True
         self._finished = False
         self._closed = False
@@ -78,11 +90,16 @@ class StreamResponse:
             raise StopIteration
         if self._head:
             self._head = False
-            head = self._format.head(self._title, self._started)
-            if len(head) > FIRST_WRITE:
-                self._pending.append(head[FIRST_WRITE:])
-                return head[:FIRST_WRITE]
-            return head
+            first, rest = split_head(self._format.head(self._title, self._started))
+            self._second_after = time.monotonic() + FIRST_GAP
+            if rest:
+                self._pending.append(rest)
+            return first
+        if self._second_after is not None:
+            pause = self._second_after - time.monotonic()
+            self._second_after = None
+            if pause > 0:
+                time.sleep(pause)
         if self._pending:
             return self._pending.pop()
         reader = self._reader

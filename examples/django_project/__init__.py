@@ -1,22 +1,24 @@
-"""A minimal Django project whose search reindex streams its log to the browser.
+"""A Django project whose admins reindex search and watch the log, behind Django's own login.
 
-Run it under gunicorn from the repository's root::
+Run it from the repository's root (the database is a SQLite file, at
+``$EXAMPLE_DJANGO_DB`` or ``example-django.sqlite3`` in the temp dir)::
 
+    python -m django migrate --settings examples.django_project.settings
+    python -m django createsuperuser --settings examples.django_project.settings
     gunicorn -c examples/gunicorn.conf.py examples.django_project.wsgi:application
 
-Then ``curl -N http://127.0.0.1:8000/ops/reindex`` prints each line as the
-reindex logs it, ending with the summary::
+Then log in at http://127.0.0.1:8000/accounts/login/ and:
 
-    -- Reindex search: started 2025-01-01 12:00:00 --
-    2025-01-01 12:00:00,739 INFO    search.reindex: reindexing 4 batches of 250 products
-    2025-01-01 12:00:00,989 INFO    search.reindex: batch 1/4: 250 products indexed
-    -- progress 1/4 (25%) --
-    ...
-    2025-01-01 12:00:01,741 INFO    search.reindex: search index is up to date
-    -- ok (after 1.00s: 6 lines, 0 dropped) --
+- http://127.0.0.1:8000/ops/reindex/?format=html runs a reindex and streams its
+  log (``login_required`` and ``permission_required("catalog.run_reindex")``
+  on the URL pattern: anonymous is sent to the login page, a user without the
+  permission gets ``403``, and nothing runs);
+- http://127.0.0.1:8000/ops/jobs/ lists the reindex jobs you may see and starts
+  one (its form carries Django's CSRF token); each job has its own page;
+- in the admin, select products and run "Reindex the selected products": a
+  job starts for them and the browser goes to its page.
 
-``wsgi.py`` mounts the stream around Django's WSGI application, so Django's
-views (``/`` here) and its 404s are unchanged, and a stream request never
-passes through Django's middleware (compression middleware included, which
-would otherwise hold the stream back).
+The streams are Django views (``wsgi_logstream.django.urls``), so every
+middleware in ``settings.py`` runs for them, ``GZipMiddleware`` and
+``ConditionalGetMiddleware`` included, and the log still arrives line by line.
 """
