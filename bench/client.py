@@ -474,7 +474,7 @@ def fan_out(port: int, paths: list[tuple[str, int]], viewers: int, rate: float, 
         received += v.counts[-1]
         complete += v.counts[-1] >= expected
         before = 0
-        for when, count in zip(v.times, v.counts):
+        for when, count in zip(v.times, v.counts, strict=True):
             count = min(count, n)
             if count <= before:
                 continue

@@ -685,7 +685,10 @@ def targets(summary: dict[str, dict[str, Any]], results: dict[str, Any]) -> list
         held = sum(1 for r in ours if r.get("held"))
         if bound is not None and ceiling:
             worst = max(
-                (_ratio(a.get("latency_p99"), b.get("latency_p99")) or float("inf") for a, b in zip(ours, ceiling)),
+                (
+                    _ratio(a.get("latency_p99"), b.get("latency_p99")) or float("inf")
+                    for a, b in zip(ours, ceiling, strict=False)
+                ),
                 default=None,
             )
             out.append(
