@@ -456,8 +456,8 @@ def fan_out(port: int, paths: list[tuple[str, int]], viewers: int, rate: float, 
     reference = streams[0].keep or []
     stamps = [float(t) for _, t in RECORD.findall(b"".join(reference))]
     errors: list[str] = []
-    if len(stamps) != expected:
-        errors.append(f"viewer 0 received {len(stamps)} of {expected} lines")
+    # Viewer 0 short of lines is a result (a contender that could not deliver in time), not a broken check:
+    # the latencies are then those of the lines it did receive, and "complete" says how many viewers got all.
     complete = late = received = 0
     worst = 0.0
     samples: list[float] = []
