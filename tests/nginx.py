@@ -59,15 +59,23 @@ class Nginx:
 
     ``http_extra`` is added at the top of the ``http`` block (a test's variation
     on the example, e.g. ``proxy_ignore_headers X-Accel-Buffering;``).
+    ``placeholders`` fills a config's other ``@NAME@`` placeholders (a second upstream server).
     """
 
-    def __init__(self, upstream: str, *, conf: Path = EXAMPLE_CONF, http_extra: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        conf: Path = EXAMPLE_CONF,
+        http_extra: Iterable[str] = (),
+        placeholders: dict[str, str] | None = None,
+    ) -> None:
         nginx = require_program("nginx")
         self.tmp = Path(tempfile.mkdtemp(prefix="nginx-"))
         # Workers run as an unprivileged user when nginx starts as root: let them in.
         self.tmp.chmod(0o755)
         self.port = free_port()
-        values = {"@LISTEN@": f"127.0.0.1:{self.port}", "@UPSTREAM@": upstream}
+        values = {"@LISTEN@": f"127.0.0.1:{self.port}", "@UPSTREAM@": upstream, **(placeholders or {})}
         text = "".join(
             line if line.lstrip().startswith("#") else _PLACEHOLDER.sub(lambda m: values.get(m[0], m[0]), line)
             for line in conf.read_text().splitlines(keepends=True)

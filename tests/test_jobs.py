@@ -24,7 +24,7 @@ log = logging.getLogger("tests.jobs")
 
 FORMATS = ["text", "html", "sse", "ndjson"]
 URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
-HTML_RECORD = re.compile(r'<span class="r [dicwe]" data-seq="(\d+)">(.*?)\n</span>', re.S)
+HTML_RECORD = re.compile(r'<span class="r [dicwe]" data-seq="(\d+)"[^>]*>(.*?)\n</span>', re.S)
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The store contract: what every job store must do, run against each store.
 
 The same tests run against :class:`MemoryStore` and against a store that keeps
-nothing but plain data behind a process boundary (``tests/apps/dict_store.py``);
-a third-party store (Redis) passes them by adding itself to ``STORES``. They use
+nothing but plain data behind a process boundary (``tests/apps/dict_store.py``)
+and against :class:`~wsgi_logstream.redis.RedisStore` on a real ``redis-server``
+(one per session, each store under a key prefix of its own); a third-party
+store passes them by adding itself to ``STORES``. They use
 only the :class:`~wsgi_logstream.store.JobStore` interface, so a store that
 passes is enough for the jobs app.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from typing import Any, Callable, Iterator
 
 import pytest
+from redis_server import RedisServer, start_redis
 from servers import wait_until
 
 from tests.apps.core_client import TestApp
@@ -22,6 +26,7 @@ from tests.apps.dict_store import DictStore
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.record import JobRecord
+from wsgi_logstream.redis import RedisStore
 from wsgi_logstream.store import JobStore, MemoryStore
 
 MakeStore = Callable[..., JobStore]
@@ -39,16 +44,43 @@ def _dict(**options: Any) -> Iterator[JobStore]:
         store.shutdown()
 
 
+def _redis(server: RedisServer, **options: Any) -> Iterator[JobStore]:
+    store = RedisStore(server.url, prefix=f"contract-{uuid.uuid4().hex[:12]}", **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 #: name -> a generator function that yields a store made with the given retention options.
-STORES: dict[str, Callable[..., Iterator[JobStore]]] = {"memory": _memory, "dict-in-another-process": _dict}
+STORES: dict[str, Callable[..., Iterator[JobStore]]] = {
+    "memory": _memory,
+    "dict-in-another-process": _dict,
+    "redis": _redis,
+}
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+#: Stores that need a server program: their runs are marked ``servers``.
+_ON_SERVERS = {"redis"}
+
+
+@pytest.fixture(
+    params=[pytest.param(name, marks=[pytest.mark.servers] if name in _ON_SERVERS else []) for name in sorted(STORES)]
+)
 def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     made: list[Iterator[JobStore]] = []
+    # A store on a server is given the server (started once per session).
+    needs = {"server": request.getfixturevalue("redis_server")} if request.param in _ON_SERVERS else {}
 
     def make(**options: Any) -> JobStore:
-        factory = STORES[request.param](**options)
+        factory = STORES[request.param](**needs, **options)
         made.append(factory)
         return next(factory)
 
@@ -123,8 +155,13 @@ def test_a_begun_job_is_running_and_its_record_follows_its_log(make_store: MakeS
     log.append_log(time.time(), 20, "INFO", "app", "one", "INFO app: one")
     log.append_progress(time.time(), 1, 4, "a quarter")
     log.append_log(time.time(), 30, "WARNING", "app", "two", "WARNING app: two")
-    record = store.get("running-1")
-    assert record is not None and record.status == "running" and record.started is not None
+
+    def written() -> JobRecord | None:  # a store across the network writes in batches, a moment later
+        record = store.get("running-1")
+        return record if record is not None and record.next_seq == 4 else None
+
+    record = wait_until(written, 10, "the entries to reach the store")
+    assert record.status == "running" and record.started is not None
     assert (record.records, record.first_seq, record.next_seq) == (2, 1, 4)
     assert record.progress is not None and (record.progress.done, record.progress.total) == (1, 4)
     assert record.progress.message == "a quarter"

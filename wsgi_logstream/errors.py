@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
 
-__all__ = ["RETRY_AFTER", "HttpError", "Refused", "error_response", "status_line", "unavailable"]
+__all__ = ["RETRY_AFTER", "HttpError", "Refused", "StoreUnavailable", "error_response", "status_line", "unavailable"]
 
 #: Seconds a client is asked to wait before it tries again after a 503.
 RETRY_AFTER = 5
@@ -67,6 +67,10 @@ class Refused(Exception):
     def http_error(self) -> HttpError:
         headers = [("WWW-Authenticate", self.challenge)] if self.status == 401 else []
         return HttpError(self.status, self.message, headers)
+
+
+class StoreUnavailable(Exception):
+    """Raised by a job store that cannot reach its backend (Redis down): answered as a ``503``, never a traceback."""
 
 
 def unavailable(message: str) -> HttpError:

@@ -42,8 +42,9 @@ import time
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any, Callable, Hashable, Sequence
 
+from .assets import ASSET_PREFIX
 from .channel import Entry, Summary
-from .viewer import page_head
+from .viewer import CSP, page_head
 
 __all__ = ["FORMATS", "Format", "HtmlFormat", "NdjsonFormat", "SseFormat", "TextFormat", "visible"]
 
@@ -107,6 +108,32 @@ def _finite(number: float | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted by _iso: records come in runs
+
+
+def _iso(epoch: float) -> str | None:
+    """``epoch`` as ISO 8601 in UTC with microseconds, ``2026-11-30T21:54:31.123456+00:00`` (None if no such time).
+
+    With its offset, so a reader in any time zone (the page, a script) knows
+    which instant it is without knowing the server's zone.
+    """
+    global _second
+    if not math.isfinite(epoch):
+        return None
+    whole = math.floor(epoch)
+    micro = round((epoch - whole) * 1e6)
+    if micro == 1_000_000:
+        whole, micro = whole + 1, 0
+    cached = _second
+    if cached[0] != whole:
+        try:
+            cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        except (OverflowError, OSError, ValueError):
+            return None
+        _second = cached
+    return f"{cached[1]}.{micro:06d}+00:00"
+
+
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
@@ -151,6 +178,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
             "event": "progress",
             "seq": entry.seq,
             "time": _finite(entry.created),
+            "ts": _iso(entry.created),
             "done": _finite(entry.done),
             "total": _finite(entry.total),
             "message": _clean(entry.message) if entry.message else None,
@@ -159,6 +187,7 @@ def record_object(entry: Entry) -> dict[str, Any]:
         "event": "log",
         "seq": entry.seq,
         "time": _finite(entry.created),
+        "ts": _iso(entry.created),
         "level": _clean(entry.levelname),
         "levelno": entry.levelno,
         "logger": _clean(entry.name),
@@ -182,8 +211,10 @@ def record_json(entry: Entry) -> str:
         return _json(record_object(entry))
     created = entry.created
     when = repr(created) if created - created == 0 else "null"  # NaN and infinities: not JSON
+    iso = _iso(created)
+    ts = "null" if iso is None else '"' + iso + '"'  # digits and punctuation: nothing to escape
     return (
-        f'{{"event":"log","seq":{entry.seq},"time":{when},"level":{_quote(entry.levelname)},'
+        f'{{"event":"log","seq":{entry.seq},"time":{when},"ts":{ts},"level":{_quote(entry.levelname)},'
         f'"levelno":{entry.levelno},"logger":{_quote(entry.name)},"message":{_quote(entry.message)},'
         f'"line":{_quote(entry.line)}}}'
     )
@@ -341,18 +372,26 @@ def _level_class(levelno: int) -> str:
     return _LEVEL_CLASS.get(levelno) or ("d" if levelno < 20 else "i" if levelno < 30 else "w" if levelno < 40 else "e")
 
 
+def _data_time(epoch: float) -> str:
+    # The record's time for the page's script (shown in the reader's time zone), to the millisecond.
+    return f' data-t="{epoch:.3f}"' if math.isfinite(epoch) else ""
+
+
 class HtmlFormat(Format):
     """``text/html``: a document that streams and paints with JavaScript off."""
 
     name = "html"
     media_type = "text/html; charset=utf-8"
-    headers = (("X-Frame-Options", "SAMEORIGIN"),)  # no framing by other sites (clickjacking)
+    # No framing by other sites (clickjacking); no inline script or style, so a strict policy costs nothing.
+    headers = (("X-Frame-Options", "SAMEORIGIN"), ("Content-Security-Policy", CSP))
 
-    def __init__(self, *, resumable: bool = False) -> None:
+    def __init__(self, *, resumable: bool = False, assets: str = ASSET_PREFIX, actions: str = "") -> None:
         self.resumable = resumable  # a job: the page may reconnect over SSE and resume
+        self.assets = assets  # the URL of the mount point's _assets/ as the page writes it (assets.asset_prefix)
+        self.actions = actions  # escaped markup for the header: a running job's cancel form
 
     def head(self, title: str, started: float) -> bytes:
-        return _utf8(page_head(title, started, resumable=self.resumable))
+        return _utf8(page_head(title, started, resumable=self.resumable, assets=self.assets, actions=self.actions))
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = (
@@ -364,7 +403,7 @@ class HtmlFormat(Format):
         for entry in entries:
             if entry.kind == "log":
                 parts.append(
-                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}">'
+                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}"{_data_time(entry.created)}>'
                     f"{escape(visible(entry.line), quote=False)}\n</span>"
                 )
             else:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from .formats import summary_object
 from .record import JobRecord
 
-__all__ = ["job_json", "jobs_page"]
+__all__ = ["cancel_form", "job_json", "jobs_page"]
 
 
 def job_json(record: JobRecord) -> dict[str, Any]:
@@ -42,6 +42,14 @@ def job_json(record: JobRecord) -> dict[str, Any]:
     return obj
 
 
+def cancel_form(action: str, fields: Mapping[str, str]) -> str:
+    """The cancel button of a running job's page: a form that posts to ``action`` with ``fields`` hidden."""
+    return (
+        f'<form method=post action="{html.escape(action)}" class=cancel>{_hidden(fields)}'
+        "<button type=submit>Cancel</button></form>"
+    )
+
+
 def _hidden(fields: Mapping[str, str]) -> str:
     return "".join(
         f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
@@ -50,9 +58,16 @@ def _hidden(fields: Mapping[str, str]) -> str:
 
 
 def jobs_page(
-    records: Sequence[JobRecord], *, title: str, base: str, allow_start: bool, form_fields: Mapping[str, str]
+    records: Sequence[JobRecord],
+    *,
+    title: str,
+    base: str,
+    allow_start: bool,
+    form_fields: Mapping[str, str],
+    stylesheet: str,
 ) -> str:
-    """The jobs list as an HTML page; ``base`` is the jobs app's mount point (not yet escaped)."""
+    """The jobs list as an HTML page; ``base`` is the jobs app's mount point, ``stylesheet`` the URL of
+    ``index.css`` (neither escaped yet). No inline style: the page is served with the viewer's CSP."""
     base = html.escape(base)
     rows = []
     for record in records:
@@ -82,8 +97,6 @@ def jobs_page(
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{safe_title}: jobs</title>'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;width:100%}td,th{padding:.3em .6em;border-bottom:1px solid #8884;"
-        "text-align:left}.error td,.timeout td,.lost td{color:#c0262d}.running td:nth-child(2){font-weight:600}</style>"
+        f'<link rel="stylesheet" href="{html.escape(stylesheet)}">'
         f"</head><body><h1>{safe_title}</h1>{form}{table}</body></html>"
     )

@@ -29,16 +29,20 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from .assets import asset_url
+from .channel import Summary
 from .errors import HttpError, Refused, unavailable
 from .hosting import threads_disabled_reason
-from .joblist import job_json, jobs_page
+from .joblist import cancel_form, job_json, jobs_page
 from .operation import Operation, target_caller
 from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
 from .pipeline import authorize, open_stream, refuse_cross_site, respond
 from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
+from .runner import PayloadError, Runner, payload_from_environ
 from .store import JobStore, MemoryStore
+from .viewer import CSP
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -63,12 +67,13 @@ class JobsOptions(StreamOptions, total=False):
     store: JobStore | None
     owner: Owner | None
     form_fields: FormFields | None
+    runner: Runner | None
 
 
 class JobHandle:
     """A job this process started (:meth:`JobsApp.start`): its id, its record, and waiting for it."""
 
-    def __init__(self, app: JobsApp, job_id: str, operation: Operation) -> None:
+    def __init__(self, app: JobsApp, job_id: str, operation: Operation | None) -> None:
         self.id = job_id
         self._app = app
         self._operation = operation
@@ -89,8 +94,17 @@ class JobHandle:
         return "forgotten" if record is None else record.status
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the target has returned; True if it did within ``timeout``."""
-        return self._operation.done.wait(timeout)
+        """Wait until the target has returned (a queued job: until it ended); True if it did within ``timeout``."""
+        if self._operation is not None:
+            return self._operation.done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # run elsewhere: only the store knows
+            record = self.record
+            if record is None or record.finished:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05 if deadline is None else max(min(0.05, deadline - time.monotonic()), 0))
 
     def cancel(self) -> bool:
         """Ask the job to stop; True if it was still running."""
@@ -100,11 +114,20 @@ class JobHandle:
 class JobsApp:
     """The WSGI application :func:`jobs` returns."""
 
-    def __init__(self, target: Callable[..., Any], options: Options, settings: JobsSettings, store: JobStore) -> None:
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        options: Options,
+        settings: JobsSettings,
+        store: JobStore,
+        runner: Runner | None = None,
+    ) -> None:
         self.target = target
         self.options = options
         self.settings = settings
         self.store = store
+        #: Who runs the jobs: None, a thread of this process; else a task queue (:mod:`wsgi_logstream.runner`).
+        self.runner = runner
         self._call = target_caller(target)
         self._slots = threading.BoundedSemaphore(options.max_concurrent) if options.max_concurrent else None
         self._running: dict[str, JobHandle] = {}
@@ -117,7 +140,14 @@ class JobsApp:
     # -- jobs, for code and for the WSGI layer -----------------------------------
 
     def start(self, environ: Mapping[str, Any] | None = None, *, owner: str | None = None) -> JobHandle:
-        """Start a job now, in a thread of this process; its target gets ``environ`` (or ``{}``)."""
+        """Start a job now, in a thread of this process; its target gets ``environ`` (or ``{}``).
+
+        With a ``runner``, the job is created ``queued`` and handed to it
+        instead, with :func:`~wsgi_logstream.runner.payload_from_environ`'s
+        payload (:class:`~wsgi_logstream.runner.PayloadError` for a body it cannot carry).
+        """
+        if self.runner is not None:
+            return self._submit(self.runner, environ or {}, owner)
         if self._slots is not None and not self._slots.acquire(blocking=False):
             raise RuntimeError(f"too many jobs running (max_concurrent={self.options.max_concurrent})")
         try:
@@ -154,6 +184,27 @@ class JobsApp:
             self._running[job_id] = handle
         operation.start()
         return handle
+
+    def _submit(self, runner: Runner, environ: Mapping[str, Any], owner: str | None) -> JobHandle:
+        """Create the job ``queued`` and hand it to ``runner``; a job it refused ends as ``error``."""
+        now = time.time()
+        timeout = self.options.timeout
+        record = JobRecord(
+            id=secrets.token_urlsafe(12),
+            title=self.options.title,
+            created=now,
+            owner=owner,
+            deadline=now + timeout if timeout else None,
+        )
+        payload = payload_from_environ(environ, record)
+        self.store.create(record)
+        try:
+            runner.submit(self.store, record, payload)
+        except Exception as exc:
+            ended = time.time()
+            self.store.finish(record.id, Summary("error", ended, ended, 0, error=f"could not be queued: {exc}"))
+            raise RuntimeError(f"the job could not be queued: {exc}") from exc
+        return JobHandle(self, record.id, None)
 
     def _finished(self, job_id: str) -> None:
         with self._lock:
@@ -234,6 +285,7 @@ class JobsApp:
                 base=self._base(environ),
                 allow_start=self.allow_start,
                 form_fields=fields,
+                stylesheet=asset_url(environ, "index.css"),
             )
             body = page.encode("utf-8", "backslashreplace")
             content_type = "text/html; charset=utf-8"
@@ -246,18 +298,30 @@ class JobsApp:
                 ("Vary", "Accept"),
                 ("X-Content-Type-Options", "nosniff"),
                 ("X-Frame-Options", "SAMEORIGIN"),
+                *([] if as_json else [("Content-Security-Policy", CSP)]),
             ],
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def _may_view(self, environ: WSGIEnvironment, record: JobRecord) -> bool:
+    def _may(self, environ: WSGIEnvironment, action: str, record: JobRecord) -> bool:
         hook = self.options.authorize
         if hook is None:
             return True
         try:
-            return hook(environ, "view", record) is True
+            return hook(environ, action, record) is True
         except Refused:
             return False
+
+    def _may_view(self, environ: WSGIEnvironment, record: JobRecord) -> bool:
+        return self._may(environ, "view", record)
+
+    def _cancel_form(self, environ: WSGIEnvironment, record: JobRecord) -> str:
+        """A running job's cancel button, for those the hook lets cancel it, with the host's hidden fields (CSRF)."""
+        if record.finished or not self._may(environ, "cancel", record):
+            return ""
+        fields = self.settings.form_fields(environ) if self.settings.form_fields is not None else {}
+        # Relative to the job's page (<mount>/<id>), so it works behind a proxy that maps a prefix.
+        return cancel_form(f"{record.id}/cancel", fields)
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorize(self.options, environ, "start")
@@ -269,6 +333,8 @@ class JobsApp:
         owner = self.settings.owner(environ) if self.settings.owner is not None else None
         try:
             handle = self.start(target_environ, owner=owner)
+        except PayloadError as exc:  # a body a queued job's payload cannot carry
+            raise HttpError(exc.status, str(exc)) from None
         except RuntimeError as exc:
             raise unavailable(str(exc)) from None
         return _see_other(start_response, f"{self._base(environ)}/{handle.id}", f"started: {handle.id}")
@@ -298,7 +364,8 @@ class JobsApp:
             # The client saw the end event and EventSource reconnected: 204 stops it.
             start_response("204 No Content", [("Cache-Control", "no-store")])
             return []
-        fmt = request.make_format(ansi=self.options.ansi, resumable=True, since=since)
+        actions = self._cancel_form(environ, record) if request.format == "html" else ""
+        fmt = request.make_format(ansi=self.options.ansi, resumable=True, since=since, actions=actions)
         deadline = None
         if record.deadline is not None and not record.finished:
             deadline = time.monotonic() + (record.deadline - time.time())
@@ -312,7 +379,8 @@ class JobsApp:
             heartbeat=self.options.heartbeat,
             deadline=deadline,
             check=lambda: self.lookup(record.id),
-            recheck=LEASE_RECHECK if record.lease_until is not None else None,
+            # A queued job may be taken by a worker elsewhere, whose lease then says whether it lives.
+            recheck=LEASE_RECHECK if record.lease_until is not None or record.status == "queued" else None,
         )
 
 
@@ -345,12 +413,17 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     - ``owner`` (``REMOTE_USER``): ``owner(environ)`` names who starts a job.
     - ``form_fields`` (none): ``form_fields(environ)`` gives hidden fields
       for the forms the pages render (a CSRF token).
+    - ``runner`` (none: a thread of this process runs each job): a
+      :class:`~wsgi_logstream.runner.Runner` that hands each new job to a task
+      queue (:class:`~wsgi_logstream.celery.CeleryRunner`,
+      :class:`~wsgi_logstream.rq.RQRunner`). ``target`` is then not called
+      here, and ``max_concurrent`` is refused (the queue's workers limit it).
     """
     unknown = set(options) - set(JobsOptions.__annotations__) - set(Options.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     given: dict[str, Any] = dict(options)
-    stream = {key: value for key, value in given.items() if key not in STORE_OPTIONS + JOBS_OPTIONS}
+    stream = {key: value for key, value in given.items() if key not in (*STORE_OPTIONS, *JOBS_OPTIONS, "runner")}
     parsed = Options.from_kwargs(**stream)
     settings = JobsSettings.from_kwargs(
         allow_start=given.get("allow_start", True),
@@ -366,4 +439,11 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     elif store_options:
         names = ", ".join(sorted(store_options))
         raise TypeError(f"{names}: options of the store; with store= given, pass them to the store instead")
-    return JobsApp(target, parsed, settings, store)
+    runner = given.get("runner")
+    if runner is not None and parsed.max_concurrent is not None:
+        raise TypeError("max_concurrent limits jobs run in this process; with runner=, the queue's workers limit them")
+    if runner is not None and not isinstance(runner, Runner):
+        raise TypeError(
+            f"runner must have a submit(store, record, payload) method (see wsgi_logstream.runner), got {runner!r}"
+        )
+    return JobsApp(target, parsed, settings, store, runner)

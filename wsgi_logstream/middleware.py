@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .app import LogStreamApp
+from .assets import ASSET_PREFIX
 from .jobs import JobsApp
 from .options import Options, StreamOptions
 
@@ -82,6 +83,8 @@ class LogStreamMiddleware:
 
     def _jobs_prefix(self, path: str) -> str | None:
         for prefix, mounted in self.routes.items():
-            if isinstance(mounted, JobsApp) and path.startswith(prefix.rstrip("/") + "/"):
+            base = prefix.rstrip("/")
+            # A plain stream's page loads its script and style from <mount>/_assets/: that path is its too.
+            if path.startswith(base + "/") and (isinstance(mounted, JobsApp) or path.startswith(base + ASSET_PREFIX)):
                 return prefix
         return None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from .errors import HttpError, Refused, error_response
+from .assets import ASSET_PREFIX, serve_asset
+from .errors import HttpError, Refused, StoreUnavailable, error_response, unavailable
 from .formats import Format
 from .guard import cross_site_refusal
 from .options import Options
@@ -34,11 +35,19 @@ Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
 
 def respond(environ: WSGIEnvironment, start_response: StartResponse, handler: Handler) -> Iterable[bytes]:
-    """Run ``handler``; an :class:`HttpError` it raises becomes a short plain-text answer."""
+    """Run ``handler``; an :class:`HttpError` it raises becomes a short plain-text answer.
+
+    A path below ``_assets/`` is the pages' script or style, answered from the package: it runs nothing.
+    """
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(ASSET_PREFIX):
+        return serve_asset(environ, start_response, path[len(ASSET_PREFIX) :])
     try:
         return handler(environ, start_response)
     except HttpError as error:
         return error_response(start_response, error)
+    except StoreUnavailable as exc:
+        return error_response(start_response, unavailable(f"the job store is unavailable, try again shortly ({exc})"))
 
 
 def authorize(options: Options, environ: WSGIEnvironment, action: str, record: JobRecord | None = None) -> None:

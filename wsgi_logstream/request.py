@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import parse_qs
 
+from .assets import ASSET_PREFIX, asset_prefix
 from .errors import HttpError
 from .formats import FORMATS, Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 
@@ -197,6 +198,8 @@ class StreamRequest:
     detail: bool
     #: The ``Last-Event-ID`` header of an SSE request (EventSource reconnecting), else None.
     last_event_id: str | None
+    #: The mount point's ``_assets/`` relative to the requested page (the HTML page links its script and style).
+    assets: str = ASSET_PREFIX
 
     @property
     def head_only(self) -> bool:
@@ -218,12 +221,12 @@ class StreamRequest:
             raise HttpError(400, f"since={since} is beyond the newest event of this log ({newest})")
         return since
 
-    def make_format(self, *, ansi: bool, resumable: bool = False, since: int = 0) -> Format:
-        """The encoder this request asked for."""
+    def make_format(self, *, ansi: bool, resumable: bool = False, since: int = 0, actions: str = "") -> Format:
+        """The encoder this request asked for (``actions``: escaped markup for an HTML page's header)."""
         if self.format == "text":
             return TextFormat(ansi=ansi)
         if self.format == "html":
-            return HtmlFormat(resumable=resumable)
+            return HtmlFormat(resumable=resumable, assets=self.assets, actions=actions)
         if self.format == "sse":
             return SseFormat(detail=self.detail, last_id=since)
         return NdjsonFormat()
@@ -247,4 +250,5 @@ def parse_stream_request(environ: WSGIEnvironment, methods: tuple[str, ...]) -> 
         format=name,
         detail=params.get("detail") in ("1", "json", "true"),
         last_event_id=last_event_id,
+        assets=asset_prefix(environ),
     )

@@ -26,6 +26,7 @@ import time
 from typing import Callable, Hashable, Iterator, Sequence
 
 from .channel import Entry, Reader
+from .errors import StoreUnavailable
 from .formats import Format
 from .store import LogReader
 
@@ -123,7 +124,10 @@ class StreamResponse:
             if not quiet_until:
                 quiet_until = now + self._heartbeat
             if self._deadline is not None and now >= self._deadline and self._check is not None:
-                self._check()  # may close the log: the next pass sends the summary
+                try:
+                    self._check()  # may close the log: the next pass sends the summary
+                except StoreUnavailable:
+                    pass  # the store is down (the outage is logged once): look again at the next recheck
                 if self._timeout_at is not None and now >= self._timeout_at:
                     self._timeout_at = None
                 self._deadline = self._next_due(now)

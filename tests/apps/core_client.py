@@ -115,8 +115,10 @@ def call(
     path: str = "/",
     method: str = "GET",
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Call:
-    return Call(app, environ_for(path, query, method, headers))
+    """Call ``app`` in-process; ``extra`` adds environ keys (``REMOTE_USER``, as a server would set it)."""
+    return Call(app, {**environ_for(path, query, method, headers), **(extra or {})})
 
 
 class SseEvent:
