@@ -172,6 +172,8 @@ class Channel:
         #: Readers woken by the same entry usually take the same range, so all but the first
         #: send the same bytes object (``Reader.take_encoded``).
         self.chunks: dict[object, tuple[int, int, bytes]] = {}
+        #: The shared encoder per format key (``response.entry_encoder``): one per channel, not one per viewer.
+        self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
 
     # -- producer side ---------------------------------------------------------
 

@@ -64,11 +64,11 @@ class StreamResponse:
     ) -> None:
         self._reader = reader
         self._format = fmt
-        # A channel's reader, with a format that can share its encoding: see entry_encoder.
-        self._shared: tuple[Reader, Hashable, Callable[[Sequence[Entry]], bytes]] | None = None
-        key = fmt.cache_key()
-        if key is not None and isinstance(reader, Reader):
-            self._shared = (reader, key, entry_encoder(fmt, key))
+        # A channel's reader, with a format that can share its encoding: see entry_encoder. Only the key
+        # here: the encoder is made (once per channel and key) when a second reader attaches, since an
+        # object per response is memory every idle stream would hold.
+        self._channel_reader = reader if isinstance(reader, Reader) else None
+        self._key = fmt.cache_key() if self._channel_reader is not None else None
         self._title = title
         self._started = started
         self._heartbeat = heartbeat
@@ -105,10 +105,14 @@ class StreamResponse:
             return self._pending.pop()
         reader = self._reader
         quiet_until = 0.0  # set on the first pass that finds nothing: most passes find something
-        shared = self._shared
+        shared, key = self._channel_reader, self._key
         while True:
-            if shared is not None and shared[0].channel.readers > 1:
-                missed, body = shared[0].take_encoded(shared[1], shared[2])
+            if shared is not None and key is not None and shared.channel.readers > 1:
+                encoders = shared.channel.encoders
+                encode = encoders.get(key)
+                if encode is None:
+                    encode = encoders[key] = entry_encoder(self._format, key)
+                missed, body = shared.take_encoded(key, encode)
                 if body or missed:
                     return self._format.batch(missed, ()) + body if missed else body
             else:
