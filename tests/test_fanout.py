@@ -196,3 +196,70 @@ def test_no_reader_sleeps_through_an_entry_when_many_wait_on_one_channel() -> No
     assert taken == [300] * len(readers)
     for reader in readers:
         reader.close()
+
+
+def _waiting(reader: object, timeout: float) -> threading.Thread:
+    thread = threading.Thread(target=reader.wait, args=(timeout,), daemon=True)  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached within 10 s"
+        time.sleep(0.005)
+
+
+def test_a_reader_without_a_timer_of_its_own_wakes_when_the_channels_timer_runs_out() -> None:
+    """One timer per channel: the later reader waits untimed and relies on the earlier reader's timer."""
+    channel = Channel(10, retain=True)
+    early, late = channel.reader(), channel.reader()
+    first = _waiting(early, 0.2)
+    _until(lambda: channel._timer_at != float("inf"))
+    second = _waiting(late, 600)  # its own deadline is far: it takes no timer, the channel's wakes it
+    second.join(60)
+    assert not second.is_alive(), "the reader slept past the channel's timer"
+    first.join(60)
+    channel.close(_summary())
+
+
+def test_a_reader_whose_deadline_comes_first_takes_a_timer_of_its_own() -> None:
+    channel = Channel(10, retain=True)
+    patient, hurried = channel.reader(), channel.reader()
+    first = _waiting(patient, 600)
+    _until(lambda: channel._timer_at != float("inf"))
+    second = _waiting(hurried, 0.2)
+    second.join(60)
+    assert not second.is_alive(), "the reader waited for another reader's later timer"
+    channel.close(_summary())  # wakes the patient one
+    first.join(60)
+    assert not first.is_alive()
+
+
+def test_every_viewer_of_a_quiet_job_gets_its_keepalive_though_only_one_holds_a_timer() -> None:
+    """The readers that wait without a timer are woken by the one that has it, and each sends its keep-alive.
+
+    (A reader woken with nothing to send that has been quiet for half its
+    heartbeat sends its keep-alive then, which aligns the readers' clocks.)
+    """
+    channel = Channel(10, retain=True)
+    responses = [
+        StreamResponse(channel.reader(), TextFormat(), title="t", started=0.0, heartbeat=0.3) for _ in range(5)
+    ]
+    for response in responses:
+        _head(response)
+    keepalives: list[bytes] = []
+
+    def view(response: StreamResponse) -> None:
+        keepalives.append(next(response))  # blocks until its keep-alive is due (or sent early)
+
+    threads = [threading.Thread(target=view, args=(r,), daemon=True) for r in responses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert keepalives == [b"\n"] * 5
+    channel.close(_summary())
+    for response in responses:
+        response.close()

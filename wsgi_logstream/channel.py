@@ -164,6 +164,7 @@ class Channel:
         # One event for every reader: see Reader.wait for how it is re-armed.
         self._wakeup = threading.Event()
         self._armed = True  # a reader may be waiting on _wakeup: see _wake
+        self._timer_at = _NEVER  # when a reader waiting on _wakeup with a timeout will set it: see Reader.wait
         #: True once no more entries are accepted (ended or abandoned). A plain
         #: attribute, not a property: the operation's thread reads it per record.
         self.closed = False
@@ -360,6 +361,7 @@ class Channel:
 
 
 _SMALL = 256
+_NEVER = float("inf")
 
 
 def _bounded(entries: Iterable[Entry]) -> list[Entry]:
@@ -416,20 +418,38 @@ class Reader:
         event nobody will set.
         """
         channel = self.channel
-        event = channel._wakeup
-        if event.is_set():
-            with channel._lock:
-                event = channel._wakeup
-                if event.is_set():
-                    event = channel._wakeup = threading.Event()
-                    channel._armed = True
-        # Re-check after arming: an append between our last take and the swap set
-        # the old event, not this one, and would otherwise be a lost wake-up. An
-        # append after this check sets the event we hold (or a newer one, which
-        # needs ours set first), so the wait below returns.
-        if self.cursor < channel._next or channel.summary is not None:
+        with channel._lock:
+            event = channel._wakeup
+            if event.is_set():
+                channel._timer_at = _NEVER  # before the new event is seen: its timer is not the old one's
+                event = channel._wakeup = threading.Event()
+                channel._armed = True
+            # Re-check after arming: an append between our last take and the swap set
+            # the old event, not this one, and would otherwise be a lost wake-up. An
+            # append after this check sets the event we hold (or a newer one, which
+            # needs ours set first), so the wait below returns.
+            if self.cursor < channel._next or channel.summary is not None:
+                return
+            # One timer per channel, not one per waiting reader: a thousand viewers of a
+            # job each creating and cancelling a timer per wake-up (gevent's Timeout) cost
+            # a quarter of the worker. A reader whose deadline is no earlier than the
+            # timer of the event it waits on waits without one: the reader holding that
+            # timer sets the event when it runs out, and every reader wakes to look at its
+            # own clock. Decided under the lock, so the timer is this event's.
+            timed = False
+            if timeout is not None:
+                due = time.monotonic() + timeout
+                if due < channel._timer_at:
+                    channel._timer_at = due
+                    timed = True
+        if not timed:
+            event.wait()
             return
-        event.wait(timeout)
+        try:
+            event.wait(timeout)
+        finally:
+            if not event.is_set():  # our timer ran out (or the wait was interrupted): wake the rest
+                event.set()
 
     @property
     def at_end(self) -> bool:

@@ -105,6 +105,7 @@ class StreamResponse:
             return self._pending.pop()
         reader = self._reader
         quiet_until = 0.0  # set on the first pass that finds nothing: most passes find something
+        woken = False
         shared, key = self._channel_reader, self._key
         while True:
             if shared is not None and key is not None and shared.channel.readers > 1:
@@ -137,11 +138,16 @@ class StreamResponse:
                 self._deadline = self._next_due(now)
                 continue
             remaining = quiet_until - now
-            if remaining <= 0:
+            if remaining <= 0 or (woken and remaining < self._heartbeat / 2):
+                # Woken with nothing to send: another reader's timer ran out (a channel
+                # keeps one timer for all its readers, see Reader.wait). Sending this
+                # keep-alive a little early aligns the readers' clocks, so that the next
+                # timer serves them all instead of waking everyone once per reader.
                 return self._format.keepalive()
             if self._deadline is not None:
                 remaining = min(remaining, self._deadline - now)
             reader.wait(remaining)
+            woken = True
 
     def _next_due(self, now: float) -> float | None:
         due = [
