@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import pytest
-from servers import ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
+from servers import PACKAGE_DIR, PACKAGE_ROOT, ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
 
 EXAMPLES = ROOT / "examples"
 APP = "tests.apps.deploy_site:application"
@@ -142,12 +142,13 @@ def uwsgi(*bind: str, ini: bool = True, extra: Iterable[str] = ()) -> Served:
     args += [part.format(port=port) for part in bind]
     args += ["--pidfile", str(tmp / "uwsgi.pid"), *extra]
     # The python3 plugin embeds Debian's Python, not this venv's: the package and the tests come from PYTHONPATH.
-    return Served(args, port, tmp)
+    return Served(args, port, tmp, env=python_path_env())
 
 
 def python_path_env() -> dict[str, str]:
     """PYTHONPATH for a server that embeds another Python (uWSGI, mod_wsgi): the package and the tests."""
-    return {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    paths = dict.fromkeys([str(PACKAGE_ROOT), str(ROOT), str(ROOT / "tests")])  # the package first; no repeats
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 class GzipClient(RawClient):
@@ -303,7 +304,7 @@ def apache(example: str, values: Mapping[str, object]) -> Served:
     if checked.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AssertionError(f"apache2 -t rejects the rendered {example}:\n{checked.stdout}{checked.stderr}")
-    return Served(args, port, tmp)
+    return Served(args, port, tmp, env=python_path_env())
 
 
 def apache_mod_wsgi() -> Served:
@@ -315,7 +316,7 @@ def apache_mod_wsgi() -> Served:
     """
     code = temp_dir("apache-code-")
     try:
-        shutil.copytree(ROOT / "wsgi_logstream", code / "wsgi_logstream", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(PACKAGE_DIR, code / "wsgi_logstream", ignore=shutil.ignore_patterns("__pycache__"))
         script = Path(shutil.copy(ROOT / "tests" / "apps" / "deploy_site.py", code / "deploy_site.py"))
         for path in code.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)

@@ -22,7 +22,13 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import psutil
 
+import wsgi_logstream
+
 ROOT = Path(__file__).resolve().parent.parent
+#: The package under test and the directory it is imported from: the checkout in a development venv, the venv's
+#: site-packages when scripts/test runs the suite against the installed wheel (the tree has no package then).
+PACKAGE_DIR = Path(wsgi_logstream.__file__).resolve().parent
+PACKAGE_ROOT = PACKAGE_DIR.parent
 VENV_BIN = Path(sys.executable).parent
 
 

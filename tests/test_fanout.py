@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -263,3 +263,40 @@ def test_every_viewer_of_a_quiet_job_gets_its_keepalive_though_only_one_holds_a_
     channel.close(_summary())
     for response in responses:
         response.close()
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_readers_of_a_line_rewritten_with_cr_get_each_new_state_not_a_stale_shared_chunk(name: str) -> None:
+    """A rewritten line keeps its sequence number: the shared chunk of the old state must not be handed out."""
+
+    def steps(channel: Channel) -> Iterator[None]:
+        channel.append_log(1700000000.0, 20, "INFO", "app", "before", "INFO app: before #")
+        yield None
+        for percent in (10, 50, 90):
+            channel.append_partial(
+                1700000001.0, 20, "INFO", "app", f"{percent}%", f"INFO app: {percent}% #", final=False
+            )
+            yield None
+        channel.append_partial(1700000002.0, 20, "INFO", "app", "done", "INFO app: done #", final=True)
+        yield None
+        channel.append_section(1700000003.0, "start", "deploy", 1, "", 0.0)
+        yield None
+        channel.append_log(1700000004.0, 30, "WARNING", "app", "after", "WARNING app: after #")
+        yield None
+
+    def run(readers: int) -> list[bytes]:
+        channel = Channel(100, retain=True)
+        responses = [_response(channel, FORMATS[name]()) for _ in range(readers)]
+        received = [_head(r) for r in responses]
+        for _ in steps(channel):  # every reader takes after every step, as a live viewer does
+            for i, response in enumerate(responses):
+                reader = response._reader
+                received[i] += _drain(response, lambda r=reader: r.cursor < channel.next_seq)  # type: ignore[misc]
+        channel.close(_summary())
+        for i, response in enumerate(responses):
+            received[i] += b"".join(response)
+            response.close()
+        return received
+
+    (alone,) = run(1)
+    assert run(4) == [alone] * 4

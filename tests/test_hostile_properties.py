@@ -29,6 +29,7 @@ from tests.apps.hostile_wire import (
     ndjson_objects,
     parse_html,
     parse_sse,
+    terminal_state,
 )
 from tests.apps.targets import CountingTarget
 from wsgi_logstream import logstream
@@ -104,6 +105,18 @@ def _lines(logged: list[tuple[str, int, str]]) -> list[str]:
     return [f"{logging.getLevelName(level)}|{name}|{message}" for name, level, message in logged]
 
 
+def _shown_lines(logged: list[tuple[str, int, str]]) -> list[str]:
+    """How text and HTML show each line: its message (or, if only the rest holds a CR, the line) at its last state."""
+    shown = []
+    for (name, level, message), line in zip(logged, _lines(logged), strict=True):
+        if "\r" in message:
+            line = f"{logging.getLevelName(level)}|{name}|{terminal_state(message)}"
+        elif "\r" in line:
+            line = terminal_state(line)
+        shown.append(line)
+    return shown
+
+
 def _ndjson_records(body: bytes) -> list[dict[str, Any]]:
     objects = ndjson_objects(body)
     assert objects[0]["event"] == "start" and objects[-1]["event"] == "end"
@@ -153,11 +166,11 @@ def test_every_format_decodes_to_exactly_the_records_logged_in_order(
         assert [int(e["id"]) for e in stream.of_type("message")] == list(range(1, len(logged) + 1))
     elif fmt == "html":
         doc = parse_html(reply.body)
-        assert doc.records == [expected_visible(line) + "\n" for line in lines]
+        assert doc.records == [expected_visible(line) + "\n" for line in _shown_lines(logged)]
         assert doc.end_status == "ok"
     else:
         text = check_text(reply.body)
-        find_in_order(text, [expected_text(line) + "\n" for line in lines])
+        find_in_order(text, [expected_text(line) + "\n" for line in _shown_lines(logged)])
         assert text.endswith(f"{len(logged)} line{'' if len(logged) == 1 else 's'}, 0 dropped) --\n")
 
 

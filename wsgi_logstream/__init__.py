@@ -6,6 +6,7 @@ from .errors import Refused
 from .jobs import JobsApp, jobs
 from .middleware import LogStreamMiddleware
 from .redact import DEFAULT_REDACTIONS
+from .sections import section
 
 __version__ = "0.1.0.dev0"
 
@@ -20,5 +21,6 @@ __all__ = [
     "jobs",
     "logstream",
     "progress",
+    "section",
     "wait_cancelled",
 ]

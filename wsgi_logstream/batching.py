@@ -147,6 +147,9 @@ class BatchingLog:
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
         self._append(Entry("progress", created, message=message or "", done=done, total=total))
 
+    def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
+        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
+
     def _append(self, entry: Entry) -> None:
         with self._lock:
             if self._closed:

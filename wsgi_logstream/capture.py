@@ -69,6 +69,7 @@ class Sink:
         "_redact",
         "channel",
         "deadline",
+        "errors",
         "level",
     )
 
@@ -92,6 +93,7 @@ class Sink:
         self._cancel = threading.Event() if cancel is None else cancel
         self.deadline = deadline  # time.monotonic() after which the operation is asked to stop
         self._names: dict[str, bool] = {}
+        self.errors = 0  # ERROR (or worse) records emitted: a section in which this grows ends as failed
 
     def wants(self, name: str, levelno: int) -> bool:
         if levelno < self.level or self.channel.closed:
@@ -105,6 +107,22 @@ class Sink:
 
     def emit(self, record: logging.LogRecord, restore: bool = True) -> None:
         """Format ``record`` and append it; ``restore=False`` when no host handler will see the record."""
+        line, message, name = self._render(record, restore)
+        self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
+
+    def rewrite(self, record: logging.LogRecord, *, final: bool) -> None:
+        """A state of a line being rewritten with CR (:mod:`wsgi_logstream.carriage`); ``final``: its last."""
+        if not self.wants(record.name, record.levelno):
+            return
+        line, message, name = self._render(record)
+        append = getattr(self.channel, "append_partial", None)
+        if append is not None:
+            append(record.created, record.levelno, record.levelname, name, message, line, final=final)
+        elif final:  # a writer that cannot rewrite a line keeps only its last state
+            self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
+
+    def _render(self, record: logging.LogRecord, restore: bool = True) -> tuple[str, str, str]:
+        """The record's line, message and logger name as the stream shows them."""
         state = record.__dict__
         if restore:
             line, message = self._format_restoring(record, state)
@@ -118,10 +136,12 @@ class Sink:
                 message = _fallback_message(record)
                 line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
         name = record.name
+        if record.levelno >= 40:
+            self.errors += 1
         if self._records is not None:
             line, message = self._records.record(line, message)
             name = self._records(name)
-        self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
+        return line, message, name
 
     def _format_restoring(self, record: logging.LogRecord, state: dict[str, Any]) -> tuple[str, str]:
         # Formatter.format caches what it computes on the record (message,

@@ -24,17 +24,30 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence
 
 __all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
+#: Entries a journal collects before it writes them (see :mod:`wsgi_logstream.journal`).
+FLUSH_ENTRIES = 512
 #: A reader takes at most about this many characters of lines at a time, so a
 #: viewer joining a long history gets it in bounded chunks, never as one.
 MAX_CHUNK_CHARS = 256 * 1024
 
 
 class Entry:
-    """One thing that happened: a log record (``kind == "log"``) or progress."""
+    """One thing that happened: a log record (``kind == "log"``), progress, or a section's start or end.
+
+    A ``"section"`` entry (:mod:`wsgi_logstream.sections`) keeps its name in
+    ``message``, ``"start"`` or ``"end"`` in ``line``, its depth (1 for the
+    outermost) in ``levelno``, and, at its end, its status (``"ok"`` or
+    ``"error"``) in ``levelname`` and its duration in seconds in ``done``.
+
+    A ``"partial"`` entry is a log record's line while it is being rewritten
+    with CR (a progress bar): the next state of that line, or its final
+    ``"log"`` entry, takes the same sequence number and replaces it
+    (``Channel.append_partial``).
+    """
 
     __slots__ = (
         "created",
@@ -136,6 +149,16 @@ class Summary:
         )
 
 
+class Journal(Protocol):
+    """Where a channel also hands its entries, in order (a job's file: :mod:`wsgi_logstream.journal`)."""
+
+    #: Entries to write, added under the channel's lock (each line once, at its last state).
+    pending: deque[Entry]
+
+    def flush(self) -> None:
+        """Write what is pending; called by the appending thread, outside the lock, once enough is."""
+
+
 class Channel:
     """Numbered entries, bounded to ``max_entries``, read through cursors.
 
@@ -175,6 +198,9 @@ class Channel:
         self.chunks: dict[object, tuple[int, int, bytes]] = {}
         #: The shared encoder per format key (``response.entry_encoder``): one per channel, not one per viewer.
         self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
+        self._partial: Entry | None = None  # the newest entry, while it is a line being rewritten
+        #: Where a job's entries are also written, beyond ``max_entries`` (:mod:`wsgi_logstream.journal`).
+        self.journal: Journal | None = None
 
     # -- producer side ---------------------------------------------------------
 
@@ -198,6 +224,12 @@ class Channel:
         with self._lock:
             if self.closed:
                 return
+            journal = self.journal
+            if journal is not None:
+                if self._partial is not None:
+                    journal.pending.append(self._partial)
+                journal.pending.append(entry)
+            self._partial = None
             entry.seq = seq = self._next
             self._next = seq + 1
             self._chars = entry.end = self._chars + len(line) + len(message)
@@ -206,18 +238,95 @@ class Channel:
         if self._armed:  # _wake, inlined: while readers are busy, nothing more than this test
             self._armed = False
             self._wakeup.set()
+        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
+            journal.flush()
 
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
-        entry = Entry("progress", created, message=message or "", done=done, total=total)
+        self._append(Entry("progress", created, message=message or "", done=done, total=total))
+
+    def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
+        """A section starts or ends (see :class:`Entry` for where each field goes)."""
+        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
+
+    def append_partial(
+        self,
+        created: float,
+        levelno: int,
+        levelname: str,
+        name: str,
+        message: str,
+        line: str,
+        *,
+        final: bool,
+    ) -> None:
+        """A state of a line being rewritten with CR; ``final``: its last, a log record like any other.
+
+        While the line's last state is the newest entry, a new state (or the
+        final line) replaces it under the same sequence number, so a bar that
+        moves a thousand times is one line of the history, not a thousand: the
+        channel holds only its newest state, and readers that had taken the
+        one it replaces are moved back by one to take it again (viewers
+        replace the line with that number). Once anything else was appended
+        after it, the old state stays as it was and the next one is a new line.
+        """
+        entry = Entry("log" if final else "partial", created, levelno, levelname, name, message, line)
         with self._lock:
             if self.closed:
                 return
+            current = self._partial
+            journal = self.journal
+            if current is None or current.seq != self._next - 1 or (current.name, current.levelno) != (name, levelno):
+                if journal is not None and current is not None:
+                    journal.pending.append(current)  # a state that stays: later lines came after it
+                entry.seq = self._next
+                self._next += 1
+                self._chars = entry.end = self._chars + len(line) + len(message)
+                self._entries.append(entry)
+            else:
+                entry.seq = current.seq
+                self._chars = entry.end = (
+                    current.end - len(current.line) - len(current.message) + len(line) + len(message)
+                )
+                # The shared chunks name entries by sequence number, and this one now holds other bytes.
+                self.chunks.clear()
+                entries = self._entries
+                if entries and entries[-1] is current:
+                    entries[-1] = entry
+                else:  # a plain stream released it once read: hold the new state again
+                    entries.append(entry)
+                for reader in self._readers:
+                    if reader.cursor > entry.seq:
+                        reader.cursor = entry.seq
+            if final:
+                self._records += 1
+                if journal is not None:
+                    journal.pending.append(entry)
+            self._partial = None if final else entry
+        self._wake()
+        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
+            journal.flush()
+
+    def _append(self, entry: Entry) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            journal = self.journal
+            if journal is not None:
+                if self._partial is not None:
+                    journal.pending.append(self._partial)
+                journal.pending.append(entry)
+            self._partial = None
             entry.seq = self._next
             self._next += 1
-            self._chars = entry.end = self._chars + len(entry.message)
-            self.last_progress = entry
+            self._chars = entry.end = self._chars + len(entry.line) + len(entry.message)
+            if entry.kind == "log":
+                self._records += 1
+            elif entry.kind == "progress":
+                self.last_progress = entry
             self._entries.append(entry)
         self._wake()
+        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
+            journal.flush()
 
     def _wake(self) -> None:
         """Wake every waiting reader, at O(1) cost whatever their number.
@@ -246,6 +355,8 @@ class Channel:
         with self._lock:
             if self.summary is not None:
                 return False
+            if self.journal is not None and self._partial is not None:
+                self.journal.pending.append(self._partial)  # the line's last state, as it was left
             self.summary = summary
             self.closed = True
         self._wake_all()
@@ -263,7 +374,10 @@ class Channel:
 
     def reader(self, since: int = 0) -> Reader:
         """A new cursor that reads entries with a sequence number above ``since``."""
-        reader = Reader(self, max(since + 1, 1))
+        return self.attach(Reader(self, max(since + 1, 1)))
+
+    def attach(self, reader: Reader) -> Reader:
+        """Add ``reader`` (made for this channel) to those woken by appends."""
         with self._lock:
             self._readers[reader] = None
             self.readers = len(self._readers)
@@ -322,8 +436,8 @@ class Channel:
 
     def _take_encoded(
         self, reader: Reader, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]
-    ) -> tuple[int, bytes]:
-        """Like :meth:`_take`, but the taken entries' bytes, ``encode(entries)``, shared by readers.
+    ) -> tuple[int, bytes | None]:
+        """Like :meth:`_take`, but the taken entries' bytes, ``encode(entries)``, shared by readers (None: nothing taken).
 
         Readers woken by the same append usually want the same range: the first
         encodes it (outside the lock) and keeps the bytes in ``chunks``; the
@@ -339,7 +453,7 @@ class Channel:
             wanted = self._next - cursor
             if wanted <= 0:
                 reader.cursor = self._next
-                return missed, b""
+                return missed, None
             start = len(entries) - wanted
             head = entries[start]
             whole = self._chars - head.end + len(head.line) + len(head.message) <= MAX_CHUNK_CHARS
@@ -395,14 +509,14 @@ class Reader:
         self.missed += missed
         return missed, batch
 
-    def take_encoded(self, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]) -> tuple[int, bytes]:
+    def take_encoded(self, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]) -> tuple[int, bytes | None]:
         """:meth:`take`, as bytes: ``encode(entries)``, shared with the channel's other readers under ``key``.
 
         ``key`` names the encoding (see ``Format.cache_key``): readers with equal
         keys must encode equal entries to equal bytes.
         """
         if self.cursor >= self.channel._next:
-            return 0, b""
+            return 0, None
         missed, body = self.channel._take_encoded(self, key, encode)
         self.missed += missed
         return missed, body

@@ -6,7 +6,17 @@ each call runs the command once, with
 * stdout lines logged at ``INFO`` and stderr lines at ``WARNING``, on a logger
   named after the command (``make`` for ``make -j4``); lines are decoded with
   ``errors="surrogateescape"`` (the formats show bad bytes escaped) and a line
-  longer than 1 MiB is cut into pieces (see :mod:`wsgi_logstream.follow`);
+  longer than 1 MiB is cut into pieces; a line the command rewrites with CR
+  (a progress bar) is sent as it moves, a few states a second, each replacing
+  the last, and then as its final state (see :mod:`wsgi_logstream.carriage`);
+* GitHub Actions' workflow commands in its output read as such:
+  ``::group::name`` opens a section of the log (:mod:`wsgi_logstream.sections`)
+  and ``::endgroup::`` closes it (as on GitHub, groups do not nest: a group
+  opened while one is open ends that one first; one left open ends with the
+  command, failed if the command failed), and ``::error::message`` and
+  ``::warning::message`` (with or without ``file=...`` parameters) are logged
+  at ``ERROR`` and ``WARNING``; so a group in which an error was reported ends
+  as failed;
 * its exit status as the job's end: 0 is ``ok``, anything else raises
   :class:`CommandFailed` (``exit status 3``, ``killed by signal SIGKILL``), so
   the job ends with status ``error``;
@@ -34,8 +44,10 @@ import threading
 import time
 from typing import Sequence
 
-from .capture import cancelled
-from .follow import MAX_LINE, LineSplitter
+from .capture import cancelled, current_sink
+from .carriage import PARTIAL_INTERVAL, RewriteSplitter
+from .follow import MAX_LINE
+from .sections import Section, start_section
 
 __all__ = ["Command", "CommandError", "CommandFailed", "describe_status", "resolve"]
 
@@ -181,9 +193,11 @@ class Command:
         pgid = process.pid
         with self._lock:
             self._groups[pgid] = process
+        groups = _Groups()
         try:
-            returncode, stopped = self._pump(process)
+            returncode, stopped = self._pump(process, groups)
         finally:
+            groups.close(failed=process.poll() != 0)
             if process.poll() is None:
                 _signal_group(pgid, signal.SIGKILL)
                 process.wait()
@@ -201,15 +215,16 @@ class Command:
         if returncode != 0:
             raise CommandFailed(describe_status(returncode))
 
-    def _pump(self, process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    def _pump(self, process: subprocess.Popen[bytes], groups: _Groups) -> tuple[int, str]:
         """Log the command's lines until it ends; stop it on cancel. Returns (status, what we did)."""
         assert process.stdout is not None and process.stderr is not None
         log = logging.getLogger(self.name)
         pgid = process.pid
         streams = {
-            process.stdout.fileno(): (logging.INFO, LineSplitter(self._max_line)),
-            process.stderr.fileno(): (logging.WARNING, LineSplitter(self._max_line)),
+            process.stdout.fileno(): (logging.INFO, RewriteSplitter(self._max_line)),
+            process.stderr.fileno(): (logging.WARNING, RewriteSplitter(self._max_line)),
         }
+        shown = dict.fromkeys(streams, 0.0)  # when each stream's rewritten line was last sent
         stopped = ""
         terminated_at: float | None = None
         killed = False
@@ -248,6 +263,57 @@ class Command:
                     else:
                         selector.unregister(fd)
                         lines = splitter.flush()
-                    for line in lines:
-                        log.log(level, line)
+                    for line, rewritten in lines:
+                        if rewritten:  # a bar's last state: it replaces the states shown while it moved
+                            emit_state(log, level, line, final=True)
+                        elif not (line.startswith("::") and groups.handled(log, line)):
+                            log.log(level, line)
+                now = time.monotonic()
+                for fd, (level, splitter) in streams.items():
+                    if now - shown[fd] >= PARTIAL_INTERVAL:
+                        state = splitter.partial()
+                        if state is not None:
+                            emit_state(log, level, state, final=False)
+                            shown[fd] = now
         return process.wait(), stopped
+
+
+def emit_state(logger: logging.Logger, level: int, text: str, *, final: bool) -> None:
+    """Send a state of a line the command rewrites with CR to the stream (see :mod:`wsgi_logstream.carriage`)."""
+    sink = current_sink()
+    if sink is not None:
+        sink.rewrite(logger.makeRecord(logger.name, level, "(command)", 0, text, (), None), final=final)
+
+
+_WORKFLOW_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "notice": logging.INFO}
+
+
+class _Groups:
+    """The command's ``::group::`` section, if one is open, and its other workflow commands."""
+
+    def __init__(self) -> None:
+        self.open: Section | None = None
+
+    def handled(self, log: logging.Logger, line: str) -> bool:
+        """Act on ``line`` if it is a workflow command we know; True if it was one."""
+        command, closed, rest = line[2:].partition("::")
+        name, _, params = command.partition(" ")
+        if not closed:
+            return False
+        if name == "group" and not params:
+            self.close(failed=False)
+            self.open = start_section(rest.strip() or "group")
+            return True
+        if name == "endgroup" and not params:
+            self.close(failed=False)
+            return True
+        level = _WORKFLOW_LEVELS.get(name)
+        if level is not None and rest:
+            log.log(level, rest)
+            return True
+        return False
+
+    def close(self, *, failed: bool) -> None:
+        if self.open is not None:
+            opened, self.open = self.open, None
+            opened.end(failed=failed)

@@ -30,6 +30,8 @@ Escaping rules, per format:
   bytes) are written as ``\\udcXX`` text and non-finite numbers (a record's
   ``time`` included: a filter or record factory may set ``created`` to NaN) as
   ``null``, so every line is strict UTF-8 JSON.
+
+Lines rewritten with CR and sections: their markup is in :mod:`.carriage` and :mod:`.sections`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from json.encoder import encode_basestring as _quote  # type: ignore[attr-define
 from typing import Any, Callable, Hashable, Sequence
 
 from .assets import ASSET_PREFIX
+from .carriage import display_line
 from .channel import Entry, Summary
 from .viewer import CSP, page_head
 
@@ -173,6 +176,8 @@ def summary_object(summary: Summary, dropped: int, seq: int) -> dict[str, Any]:
 
 
 def record_object(entry: Entry) -> dict[str, Any]:
+    if entry.kind == "section":
+        return section_object(entry)
     if entry.kind == "progress":
         return {
             "event": "progress",
@@ -193,7 +198,29 @@ def record_object(entry: Entry) -> dict[str, Any]:
         "logger": _clean(entry.name),
         "message": _clean(entry.message),
         "line": _clean(entry.line),
+        **({"partial": True} if entry.kind == "partial" else {}),
     }
+
+
+def section_object(entry: Entry) -> dict[str, Any]:
+    obj: dict[str, Any] = {"event": "section", "seq": entry.seq, "time": _finite(entry.created), "action": entry.line}
+    obj.update(name=_clean(entry.message), depth=entry.levelno)
+    if entry.line == "end":
+        obj.update(status=entry.levelname, elapsed=_finite(round(entry.done, 3)))
+    return obj
+
+
+def section_html(entry: Entry) -> str:
+    name = html.escape(visible(_one_line(entry.message)), quote=False)
+    if entry.line != "end":
+        return (
+            f'<details open class="sec" data-seq="{entry.seq}" data-depth="{entry.levelno}"><summary>{name}</summary>'
+        )
+    status, mark = ("error", "\u2716") if entry.levelname == "error" else ("ok", "\u2714")
+    attributes = (
+        f'class="sec-end {status}" data-seq="{entry.seq}" data-status="{status}" data-elapsed="{entry.done:.3f}"'
+    )
+    return f"<span {attributes}>{mark} {name} ({status}, {entry.done:.1f}s)\n</span></details>"
 
 
 def _json(obj: dict[str, Any]) -> str:
@@ -276,9 +303,12 @@ class TextFormat(Format):
             # Each entry on its own: a record ending in CR must not merge with
             # the LF after it and so hide where one record ends.
             if entry.kind == "log":
-                parts.append(_dash_escaped(visible(entry.line, keep_sgr=self.ansi)))
+                parts.append(_dash_escaped(visible(display_line(entry), keep_sgr=self.ansi)))
                 parts.append("\n")
-            else:
+            elif entry.kind == "section":
+                end = f" ({entry.levelname}, {entry.done:.1f}s)" if entry.line == "end" else ""
+                parts.append(f"-- section {entry.line}: {visible(_one_line(entry.message))}{end} --\n")
+            elif entry.kind == "progress":
                 note = f" {visible(_one_line(entry.message))}" if entry.message else ""
                 parts.append(f"-- progress {_percent(entry)}{note} --\n")
         return _utf8("".join(parts))
@@ -349,8 +379,10 @@ class SseFormat(Format):
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = [f"event: dropped\ndata: {_json({'count': missed})}\n\n"] if missed else []
         for entry in entries:
-            if entry.kind == "progress":
-                parts.append(f"id: {entry.seq}\nevent: progress\ndata: {_json(record_object(entry))}\n\n")
+            if entry.kind == "progress" or entry.kind == "section":
+                parts.append(f"id: {entry.seq}\nevent: {entry.kind}\ndata: {_json(record_object(entry))}\n\n")
+            elif entry.kind == "partial":  # no id: resuming must take this line again, at its newer state
+                parts.append(f"event: partial\ndata: {_json(record_object(entry))}\n\n")
             elif self.detail:
                 parts.append(f"id: {entry.seq}\ndata: {_json(record_object(entry))}\n\n")
             else:
@@ -401,11 +433,14 @@ class HtmlFormat(Format):
         )
         escape = html.escape
         for entry in entries:
-            if entry.kind == "log":
+            if entry.kind == "log" or entry.kind == "partial":
+                partial = ' p" data-partial="1' if entry.kind == "partial" else ""
                 parts.append(
-                    f'<span class="r {_level_class(entry.levelno)}" data-seq="{entry.seq}"{_data_time(entry.created)}>'
-                    f"{escape(visible(entry.line), quote=False)}\n</span>"
+                    f'<span class="r {_level_class(entry.levelno)}{partial}" data-seq="{entry.seq}"{_data_time(entry.created)}>'
+                    f"{escape(visible(display_line(entry)), quote=False)}\n</span>"
                 )
+            elif entry.kind == "section":
+                parts.append(section_html(entry))
             else:
                 value = f' value="{entry.done:g}" max="{entry.total:g}"' if entry.total else ""
                 note = escape(visible(f" {entry.message}"), quote=False) if entry.message else ""

@@ -9,6 +9,7 @@ leave and come back to::
     GET  /              queued, running and recent jobs (HTML, or JSON for Accept: application/json)
     GET  /<id>          its log in any format: history, then live lines, then the summary
     GET  /<id>?since=N  resume after line N (SSE also reads Last-Event-ID)
+    GET  /<id>/log.txt  the whole log as a file (also log.ndjson, or ?download=1 in any format)
     POST /<id>/cancel   ask it to stop (cooperatively: ``cancelled()`` turns true)
 
 A job is a plain record and a log in a store (:mod:`wsgi_logstream.store`);
@@ -31,12 +32,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .assets import asset_url
 from .channel import Summary
+from .download import DOWNLOAD_PATHS, serve_download
 from .errors import HttpError, Refused, unavailable
 from .hosting import threads_disabled_reason
 from .joblist import cancel_form, job_json, jobs_page
+from .journal import JournalOptions
 from .operation import Operation, target_caller
 from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
-from .pipeline import authorize, open_stream, refuse_cross_site, respond
+from .pipeline import authorize, open_stream, refuse_cross_site, respond, see_other
 from .probe import probe_app
 from .record import JobRecord, due_ending
 from .request import allow, choose_media, environ_for_target, is_probe, parse_stream_request, query_params
@@ -52,12 +55,13 @@ if TYPE_CHECKING:
 __all__ = ["JobHandle", "JobsApp", "JobsOptions", "jobs"]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_BELOW = ("cancel", *DOWNLOAD_PATHS)  # what a path may name below a job
 _LIST_MEDIA = {"application/json": "json", "text/html": "html", "application/xhtml+xml": "html"}
 #: How often a viewer of a job whose runner holds a lease looks at the record again.
 LEASE_RECHECK = 1.0
 
 
-class JobsOptions(StreamOptions, total=False):
+class JobsOptions(StreamOptions, JournalOptions, total=False):
     """:class:`StreamOptions` and the options only :func:`~wsgi_logstream.jobs` takes."""
 
     max_history: int
@@ -254,13 +258,16 @@ class JobsApp:
         if path == "/":
             return self._index(environ, start_response)
         parts = path.strip("/").split("/")
-        if not _ID.fullmatch(parts[0]) or len(parts) > 2 or (len(parts) == 2 and parts[1] != "cancel"):
+        if not _ID.fullmatch(parts[0]) or len(parts) > 2 or (len(parts) == 2 and parts[1] not in _BELOW):
             raise HttpError(404, "no such job")
         record = self.lookup(parts[0])
         if record is None:
             raise HttpError(404, "no such job (it may have finished long ago and been forgotten)")
-        if len(parts) == 2:
+        if len(parts) == 2 and parts[1] == "cancel":
             return self._cancel(record, environ, start_response)
+        if len(parts) == 2:  # the whole log as a file (wsgi_logstream.download)
+            authorize(self.options, environ, "view", record)
+            return serve_download(environ, start_response, record, self.store, self.options, DOWNLOAD_PATHS[parts[1]])
         return self._stream(record, environ, start_response)
 
     def _base(self, environ: WSGIEnvironment) -> str:
@@ -337,7 +344,7 @@ class JobsApp:
             raise HttpError(exc.status, str(exc)) from None
         except RuntimeError as exc:
             raise unavailable(str(exc)) from None
-        return _see_other(start_response, f"{self._base(environ)}/{handle.id}", f"started: {handle.id}")
+        return see_other(start_response, f"{self._base(environ)}/{handle.id}", f"started: {handle.id}")
 
     def _cancel(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         allow(("POST",), environ)
@@ -349,7 +356,7 @@ class JobsApp:
             body = json.dumps({"id": record.id, "status": current.status, "cancel_requested": True}).encode()
             start_response("202 Accepted", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        return _see_other(start_response, f"{self._base(environ)}/{record.id}", "cancel requested")
+        return see_other(start_response, f"{self._base(environ)}/{record.id}", "cancel requested")
 
     def _stream(self, record: JobRecord, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if is_probe(query_params(environ)):
@@ -357,6 +364,8 @@ class JobsApp:
             return probe_app(environ, start_response)  # timed lines for `wsgi-logstream check`; runs nothing
         request = parse_stream_request(environ, ("GET", "HEAD"))
         authorize(self.options, environ, "view", record)
+        if request.download:
+            return serve_download(environ, start_response, record, self.store, self.options, None)
         # A running job's last line is next_seq - 1; a finished one's end event has id next_seq.
         newest = record.next_seq if record.finished else record.next_seq - 1
         since = request.resume_point(newest)
@@ -384,15 +393,6 @@ class JobsApp:
         )
 
 
-def _see_other(start_response: StartResponse, location: str, message: str) -> list[bytes]:
-    body = f"{message}: {location}\n".encode()
-    start_response(
-        "303 See Other",
-        [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
-
-
 def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     """Return a WSGI application that runs ``target`` as jobs people can come back to.
 
@@ -405,10 +405,11 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     - ``max_history`` (10000): lines each job keeps for viewers who come later.
     - ``keep_finished`` (3600): seconds a finished job stays listed and viewable.
     - ``max_finished`` (100): finished jobs kept at most; the oldest go first.
+    - ``journal_dir``, ``journal_max_bytes``, ``journal_total_bytes``: see :class:`~wsgi_logstream.store.MemoryStore`.
     - ``allow_start`` (True): whether ``POST /`` starts a job; without it jobs
       are started only by :meth:`JobsApp.start`.
     - ``store``: a :class:`~wsgi_logstream.store.JobStore` (default: a
-      :class:`~wsgi_logstream.store.MemoryStore` made with the three options
+      :class:`~wsgi_logstream.store.MemoryStore` made with the options
       above, which are then the store's to take, not this function's).
     - ``owner`` (``REMOTE_USER``): ``owner(environ)`` names who starts a job.
     - ``form_fields`` (none): ``form_fields(environ)`` gives hidden fields

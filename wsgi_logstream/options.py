@@ -236,7 +236,14 @@ class JobsSettings:
         )
 
 
-STORE_OPTIONS = ("max_history", "keep_finished", "max_finished")
+STORE_OPTIONS = (
+    "max_history",
+    "keep_finished",
+    "max_finished",
+    "journal_dir",
+    "journal_max_bytes",
+    "journal_total_bytes",
+)
 JOBS_OPTIONS = ("allow_start", "store", "owner", "form_fields")
 
 

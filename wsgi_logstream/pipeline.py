@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from .assets import ASSET_PREFIX, serve_asset
 from .errors import HttpError, Refused, StoreUnavailable, error_response, unavailable
+from .filters import FilteredReader, attachment
 from .formats import Format
 from .guard import cross_site_refusal
 from .options import Options
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from .record import JobRecord
 
-__all__ = ["ACTIONS", "authorize", "open_stream", "refuse_cross_site", "respond"]
+__all__ = ["ACTIONS", "authorize", "open_stream", "refuse_cross_site", "respond", "see_other"]
 
 #: What an ``authorize`` hook is asked about.
 ACTIONS = ("stream", "start", "view", "cancel", "list")
@@ -86,11 +87,16 @@ def open_stream(
 ) -> Iterable[bytes]:
     """Start the response and return the stream (nothing for ``HEAD``; ``reader`` is then never made)."""
     headers = [("Content-Type", fmt.media_type), *STREAM_HEADERS, *fmt.headers]
+    if request.download:
+        headers.append(("Content-Disposition", attachment(title, fmt)))
     start_response("200 OK", headers)
     if request.head_only:
         return []
+    log_reader = reader()
+    if request.filter is not None:
+        log_reader = FilteredReader(log_reader, request.filter)
     return StreamResponse(
-        reader(),
+        log_reader,
         fmt,
         title=title,
         started=started,
@@ -100,3 +106,13 @@ def open_stream(
         check=check,
         recheck=recheck,
     )
+
+
+def see_other(start_response: StartResponse, location: str, message: str) -> list[bytes]:
+    """``303 See Other`` to ``location``, with a line a person reads."""
+    body = f"{message}: {location}\n".encode()
+    start_response(
+        "303 See Other",
+        [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]

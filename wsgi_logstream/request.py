@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from .assets import ASSET_PREFIX, asset_prefix
 from .errors import HttpError
+from .filters import LineFilter, parse_filter
 from .formats import FORMATS, Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def query_params(environ: WSGIEnvironment) -> dict[str, str]:
         raise HttpError(400, "too many query parameters") from None
     params = {}
     for key, values in parsed.items():
-        if len(values) > 1 and key in ("format", "since", "token", "probe"):
+        if len(values) > 1 and key in ("format", "since", "token", "probe", "level", "grep"):
             raise HttpError(400, f"query parameter {key!r} given more than once")
         params[key] = values[-1]
     return params
@@ -200,6 +201,10 @@ class StreamRequest:
     last_event_id: str | None
     #: The mount point's ``_assets/`` relative to the requested page (the HTML page links its script and style).
     assets: str = ASSET_PREFIX
+    #: ``?level=`` and ``?grep=`` (:mod:`wsgi_logstream.filters`), applied to replay and live lines alike.
+    filter: LineFilter | None = None
+    #: ``?download=1``: the response is a file to save (``Content-Disposition: attachment``).
+    download: bool = False
 
     @property
     def head_only(self) -> bool:
@@ -251,4 +256,6 @@ def parse_stream_request(environ: WSGIEnvironment, methods: tuple[str, ...]) -> 
         detail=params.get("detail") in ("1", "json", "true"),
         last_event_id=last_event_id,
         assets=asset_prefix(environ),
+        filter=parse_filter(params),
+        download=params.get("download") == "1",
     )

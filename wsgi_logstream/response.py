@@ -69,6 +69,9 @@ class StreamResponse:
         # object per response is memory every idle stream would hold.
         self._channel_reader = reader if isinstance(reader, Reader) else None
         self._key = fmt.cache_key() if self._channel_reader is not None else None
+        # A reader that takes in its own way (a job's JournaledReader reads what the channel no longer
+        # holds from the journal) still shares each entry's encoding, but not the channel's chunks.
+        self._plain_take = type(reader).take is Reader.take
         self._title = title
         self._started = started
         self._heartbeat = heartbeat
@@ -113,8 +116,13 @@ class StreamResponse:
                 encode = encoders.get(key)
                 if encode is None:
                     encode = encoders[key] = entry_encoder(self._format, key)
-                missed, body = shared.take_encoded(key, encode)
-                if body or missed:
+                if self._plain_take:
+                    missed, body = shared.take_encoded(key, encode)
+                else:
+                    missed, batch = reader.take()
+                    body = encode(batch) if batch else None
+                if body is not None or missed:  # something taken, even if it encodes to nothing
+                    body = body or b""
                     return self._format.batch(missed, ()) + body if missed else body
             else:
                 missed, batch = reader.take()

@@ -197,6 +197,9 @@ class StoreLog:
         entry = Entry("progress", created, message=message or "", done=done, total=total)
         self._append(entry, Progress(done, total, message))
 
+    def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
+        self._append(Entry("section", created, depth, status, "", name, action, elapsed), None)
+
     def _append(self, entry: Entry, progress: Progress | None) -> None:
         with self._lock:
             if self._closed:

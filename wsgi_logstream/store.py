@@ -23,12 +23,18 @@ store is next used), so no timer thread is left running in the host.
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from dataclasses import replace
 from typing import Protocol, Sequence, runtime_checkable
 
 from .channel import Channel, Entry, Reader, Summary
+from .journal import Budget, Journal, JournaledReader, check_journal_options
 from .options import check_store_options
 from .record import JobRecord, Progress
 
@@ -122,12 +128,17 @@ class JobStore(Protocol):
 class _Job:
     """What :class:`MemoryStore` keeps per job: the record, its log and its cancel flag."""
 
-    __slots__ = ("cancel_event", "channel", "record")
+    __slots__ = ("cancel_event", "channel", "journal", "record")
 
     def __init__(self, record: JobRecord, max_history: int) -> None:
         self.record = record
         self.channel = Channel(max_history, retain=True)
         self.cancel_event = threading.Event()
+        self.journal: Journal | None = None
+
+    def note(self, text: str) -> None:
+        """A line from the library in the job's log (what its journal could not do)."""
+        self.channel.append_log(time.time(), logging.WARNING, "WARNING", "wsgi_logstream", text, f"WARNING {text}")
 
     def current(self) -> JobRecord:
         """The record with the live figures of its log."""
@@ -153,6 +164,8 @@ class _MemoryLog:
         channel = job.channel
         self.append_log = channel.append_log
         self.append_progress = channel.append_progress
+        self.append_section = channel.append_section
+        self.append_partial = channel.append_partial
 
     @property
     def closed(self) -> bool:
@@ -180,20 +193,71 @@ class MemoryStore:
       how many it missed.
     - ``keep_finished`` (3600): seconds a finished job stays listed and viewable.
     - ``max_finished`` (100): finished jobs kept at most; the oldest go first.
+    - ``journal_dir`` (none): a directory in which each job keeps its whole
+      log in a file, beyond ``max_history`` (:mod:`wsgi_logstream.journal`):
+      replay from any line and download of the whole log. The store writes
+      in a directory of its own inside it, deleted by :meth:`close` or at exit.
+    - ``journal_max_bytes`` (64 MiB): the most one job's journal holds.
+    - ``journal_total_bytes`` (1 GiB): the most all of this store's journals
+      hold; finished jobs' journals are deleted first to make room.
     """
 
-    def __init__(self, *, max_history: int = 10_000, keep_finished: float = 3600.0, max_finished: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        max_history: int = 10_000,
+        keep_finished: float = 3600.0,
+        max_finished: int = 100,
+        journal_dir: str | os.PathLike[str] | None = None,
+        journal_max_bytes: int = 64 << 20,
+        journal_total_bytes: int = 1 << 30,
+    ) -> None:
         self.max_history, self.keep_finished, self.max_finished = check_store_options(
             max_history=max_history, keep_finished=keep_finished, max_finished=max_finished
         )
+        self.journal_dir, self.journal_max_bytes, journal_total_bytes = check_journal_options(
+            journal_dir, journal_max_bytes, journal_total_bytes
+        )
+        self._budget = Budget(journal_total_bytes)
+        self._own_dir: str | None = None  # made on first use, inside journal_dir
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
+
+    def _journal_for(self, job: _Job) -> Journal | None:
+        if self.journal_dir is None:
+            return None
+        if self._own_dir is None:
+            try:
+                os.makedirs(self.journal_dir, exist_ok=True)
+                self._own_dir = tempfile.mkdtemp(prefix="wsgi-logstream-", dir=self.journal_dir)
+            except OSError as exc:
+                why = f"cannot use journal_dir {self.journal_dir!r}: {exc.strerror or exc}"
+                logging.getLogger("wsgi_logstream").error("wsgi_logstream journal: %s", why)
+                job.note(f"journal: {why}; this job keeps only its last {self.max_history} lines, in memory")
+                return None
+            weakref.finalize(self, shutil.rmtree, self._own_dir, True)
+        path = os.path.join(self._own_dir, f"{job.record.id}.ndjson")
+        return Journal(path, max_bytes=self.journal_max_bytes, budget=self._budget, note=job.note)
+
+    def close(self) -> None:
+        """Delete every journal this store wrote (its jobs stay, with what they hold in memory)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            if job.journal is not None:
+                self._budget.remove(job.journal)
+                job.journal = None
+                job.channel.journal = None
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
 
     def create(self, record: JobRecord) -> None:
         with self._lock:
             if record.id in self._jobs:
                 raise ValueError(f"job id {record.id!r} is already taken")
-            self._jobs[record.id] = _Job(record, self.max_history)
+            job = self._jobs[record.id] = _Job(record, self.max_history)
+            job.journal = job.channel.journal = self._journal_for(job)
             self._prune()
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -216,6 +280,9 @@ class MemoryStore:
             job.record = job.record.ended_with(summary)
         job.cancel_event.set()  # whatever still runs for it is told to stop
         job.channel.close(summary)
+        if job.journal is not None:
+            job.journal.close()
+            job.journal.ended = time.time()
         return True
 
     def request_cancel(self, job_id: str) -> bool:
@@ -236,6 +303,8 @@ class MemoryStore:
             job = self._jobs.get(job_id)
         if job is None:
             raise KeyError(job_id)
+        if job.journal is not None:
+            return job.channel.attach(JournaledReader(job.channel, max(since + 1, 1), job.journal))
         return job.channel.reader(since)
 
     def open_log(self, job_id: str) -> JobLog:
@@ -259,4 +328,6 @@ class MemoryStore:
         excess = len(finished) - self.max_finished
         for position, (ended, job_id) in enumerate(finished):
             if position < excess or now - ended > self.keep_finished:
-                del self._jobs[job_id]
+                job = self._jobs.pop(job_id)
+                if job.journal is not None:
+                    self._budget.remove(job.journal)

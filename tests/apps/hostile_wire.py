@@ -173,6 +173,23 @@ def expected_visible(text: str) -> str:
     return visible(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def terminal_state(text: str) -> str:
+    """What a terminal ends on for ``text``: text after a CR draws its line again from the start.
+
+    How the text and HTML formats show a message holding CR (a progress bar); NDJSON and SSE keep it raw.
+    """
+    shown = []
+    for line in re.split("\r\n|\n", text):
+        state, rewind = "", False
+        for char in line:
+            if char == "\r":
+                rewind = True
+            else:
+                state, rewind = ("" if rewind else state) + char, False
+        shown.append(state)
+    return "\n".join(shown)
+
+
 def expected_text(text: str) -> str:
     """How the text format shows ``text``: as :func:`expected_visible`, and a line that would start with ``--``
     (the library's own lines do) dash-escaped with ``- ``, so a record cannot forge them."""
