@@ -23,8 +23,9 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
+
+from .entry import Entry, Journal, Summary
 
 __all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
@@ -33,130 +34,6 @@ FLUSH_ENTRIES = 512
 #: A reader takes at most about this many characters of lines at a time, so a
 #: viewer joining a long history gets it in bounded chunks, never as one.
 MAX_CHUNK_CHARS = 256 * 1024
-
-
-class Entry:
-    """One thing that happened: a log record (``kind == "log"``), progress, or a section's start or end.
-
-    A ``"section"`` entry (:mod:`wsgi_logstream.sections`) keeps its name in
-    ``message``, ``"start"`` or ``"end"`` in ``line``, its depth (1 for the
-    outermost) in ``levelno``, and, at its end, its status (``"ok"`` or
-    ``"error"``) in ``levelname`` and its duration in seconds in ``done``.
-
-    A ``"partial"`` entry is a log record's line while it is being rewritten
-    with CR (a progress bar): the next state of that line, or its final
-    ``"log"`` entry, takes the same sequence number and replaces it
-    (``Channel.append_partial``).
-    """
-
-    __slots__ = (
-        "created",
-        "done",
-        "encoded",
-        "end",
-        "kind",
-        "levelname",
-        "levelno",
-        "line",
-        "message",
-        "name",
-        "seq",
-        "total",
-    )
-    #: The slots that are the entry's data (``to_dict``); the others are the channel's bookkeeping.
-    fields = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
-
-    def __init__(
-        self,
-        kind: str,
-        created: float,
-        levelno: int = 0,
-        levelname: str = "",
-        name: str = "",
-        message: str = "",
-        line: str = "",
-        done: float = 0.0,
-        total: float | None = None,
-    ) -> None:
-        self.seq = 0
-        self.kind = kind
-        self.created = created
-        self.levelno = levelno
-        self.levelname = levelname
-        self.name = name
-        self.message = message
-        self.line = line
-        self.done = done
-        self.total = total
-        # Characters in the channel up to and including this entry (set by the channel): lets a
-        # reader bound its chunk with one subtraction instead of a loop over what it takes.
-        self.end = 0
-        # Wire bytes per format (``Format.cache_key`` -> bytes), filled by the first of several
-        # readers to encode this entry so that the others only join (``response.entry_encoder``).
-        self.encoded: dict[object, bytes] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data, for a store in another process."""
-        return {name: getattr(self, name) for name in self.fields}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
-        entry = cls(
-            str(data["kind"]),
-            float(data["created"]),
-            int(data.get("levelno", 0)),
-            str(data.get("levelname", "")),
-            str(data.get("name", "")),
-            str(data.get("message", "")),
-            str(data.get("line", "")),
-            float(data.get("done", 0.0)),
-            None if data.get("total") is None else float(data["total"]),
-        )
-        entry.seq = int(data["seq"])
-        return entry
-
-
-@dataclass(frozen=True)
-class Summary:
-    """How an operation ended. ``status`` is ok, error, timeout or cancelled."""
-
-    status: str
-    started: float
-    ended: float
-    records: int
-    error: str | None = None
-    traceback: str | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return max(self.ended - self.started, 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
-        return cls(
-            status=str(data["status"]),
-            started=float(data["started"]),
-            ended=float(data["ended"]),
-            records=int(data["records"]),
-            error=None if data.get("error") is None else str(data["error"]),
-            traceback=None if data.get("traceback") is None else str(data["traceback"]),
-        )
-
-
-class Journal(Protocol):
-    """Where a channel also hands its entries, in order (a job's file: :mod:`wsgi_logstream.journal`)."""
-
-    #: Entries to write, added under the channel's lock (each line once, at its last state).
-    pending: deque[Entry]
-
-    def flush(self) -> None:
-        """Write what is pending; called by the appending thread, outside the lock, once enough is."""
 
 
 class Channel:
@@ -331,13 +208,9 @@ class Channel:
     def _wake(self) -> None:
         """Wake every waiting reader, at O(1) cost whatever their number.
 
-        ``_armed`` is True when a reader has put a fresh (unset) event in place
-        since the last wake-up: only then is there anyone to wake. While readers
-        are busy (a fast producer) this is one attribute read per entry. The
-        flag is cleared before the event is read and set, and a reader sets it
-        (under the lock) before it re-checks for entries, so an entry appended
-        after that check always finds the flag up and sets the event the reader
-        waits on (see :meth:`Reader.wait`).
+        ``_armed``: a reader put a fresh event in place since the last wake-up (only then is anyone to wake).
+        A reader raises it under the lock before it re-checks for entries, so an entry appended after that
+        check always finds it up and sets the event the reader waits on (see :meth:`Reader.wait`).
         """
         if self._armed:
             self._armed = False
@@ -437,12 +310,11 @@ class Channel:
     def _take_encoded(
         self, reader: Reader, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]
     ) -> tuple[int, bytes | None]:
-        """Like :meth:`_take`, but the taken entries' bytes, ``encode(entries)``, shared by readers (None: nothing taken).
+        """Like :meth:`_take`, but ``encode(entries)``, shared by readers (None: nothing taken).
 
-        Readers woken by the same append usually want the same range: the first
-        encodes it (outside the lock) and keeps the bytes in ``chunks``; the
-        others find them there without copying a single entry, which matters
-        when thousands of viewers each take hundreds of entries per wake-up.
+        Readers woken by the same append usually want the same range: the first encodes it (outside the
+        lock) into ``chunks``; the others find it there without copying an entry (thousands of viewers
+        each take hundreds of entries per wake-up when a job logs fast).
         """
         with self._lock:
             entries = self._entries
@@ -512,7 +384,7 @@ class Reader:
     def take_encoded(self, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]) -> tuple[int, bytes | None]:
         """:meth:`take`, as bytes: ``encode(entries)``, shared with the channel's other readers under ``key``.
 
-        ``key`` names the encoding (see ``Format.cache_key``): readers with equal
+        ``key`` names the encoding (see ``response.cache_key``): readers with equal
         keys must encode equal entries to equal bytes.
         """
         if self.cursor >= self.channel._next:
@@ -524,12 +396,9 @@ class Reader:
     def wait(self, timeout: float | None) -> None:
         """Block until an entry may be available, the channel closes, or ``timeout``.
 
-        All of a channel's readers wait on one event, which the producer sets
-        (once) after an append. A set event cannot be cleared, since other
-        readers may not have woken from it yet; instead the first reader to
-        come back to wait swaps in a fresh one, under the lock so that two
-        readers cannot each swap in their own and leave one waiting on an
-        event nobody will set.
+        All of a channel's readers wait on one event, which the producer sets (once) after an append. A set
+        event cannot be cleared (other readers may not have woken from it yet): the first reader back swaps in
+        a fresh one, under the lock, so that no reader waits on an event nobody will set.
         """
         channel = self.channel
         with channel._lock:
@@ -538,18 +407,14 @@ class Reader:
                 channel._timer_at = _NEVER  # before the new event is seen: its timer is not the old one's
                 event = channel._wakeup = threading.Event()
                 channel._armed = True
-            # Re-check after arming: an append between our last take and the swap set
-            # the old event, not this one, and would otherwise be a lost wake-up. An
-            # append after this check sets the event we hold (or a newer one, which
-            # needs ours set first), so the wait below returns.
+            # Re-check after arming: an append since our last take set the old event, not this one.
+            # An append after this check finds _armed up and sets the event we hold.
             if self.cursor < channel._next or channel.summary is not None:
                 return
-            # One timer per channel, not one per waiting reader: a thousand viewers of a
-            # job each creating and cancelling a timer per wake-up (gevent's Timeout) cost
-            # a quarter of the worker. A reader whose deadline is no earlier than the
-            # timer of the event it waits on waits without one: the reader holding that
-            # timer sets the event when it runs out, and every reader wakes to look at its
-            # own clock. Decided under the lock, so the timer is this event's.
+            # One timer per channel, not one per waiting reader (a timer made and cancelled per
+            # wait cost a thousand viewers a quarter of the worker): a reader whose deadline is no
+            # earlier than the event's timer waits without one; the timer's holder sets the event
+            # when it runs out and every reader looks at its own clock. Under the lock: this event's.
             timed = False
             if timeout is not None:
                 due = time.monotonic() + timeout

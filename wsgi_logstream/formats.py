@@ -42,7 +42,7 @@ import math
 import re
 import time
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Sequence
 
 from .assets import ASSET_PREFIX
 from .carriage import display_line
@@ -265,16 +265,6 @@ class Format:
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         raise NotImplementedError
 
-    def cache_key(self) -> Hashable | None:
-        """What the bytes of ``batch`` depend on besides its arguments; None: not shared.
-
-        Readers of one log whose formats have equal keys share each entry's
-        encoding (:func:`wsgi_logstream.response.entry_encoder`), which relies
-        on ``batch(missed, entries)`` being ``batch(missed, [])`` (the dropped
-        marker, or nothing) followed by ``batch(0, [entry])`` for each entry.
-        """
-        return None
-
     def keepalive(self) -> bytes:
         raise NotImplementedError
 
@@ -290,9 +280,6 @@ class TextFormat(Format):
 
     def __init__(self, *, ansi: bool = False) -> None:
         self.ansi = ansi
-
-    def cache_key(self) -> Hashable:
-        return ("text", self.ansi)
 
     def head(self, title: str, started: float) -> bytes:
         return _utf8(f"-- {visible(_one_line(title))}: started {_when(started)} --\n")
@@ -331,9 +318,6 @@ class NdjsonFormat(Format):
     name = "ndjson"
     media_type = "application/x-ndjson"
 
-    def cache_key(self) -> Hashable:
-        return ("ndjson",)
-
     def head(self, title: str, started: float) -> bytes:
         return _utf8(_json({"event": "start", "title": _clean(title), "time": _finite(started)}) + "\n")
 
@@ -367,9 +351,6 @@ class SseFormat(Format):
         self.detail = detail
         self.retry_ms = retry_ms
         self.last_id = last_id  # where a resumed stream starts: a reconnect before any event resumes there
-
-    def cache_key(self) -> Hashable:
-        return ("sse", self.detail)  # retry_ms and last_id are only in the head
 
     def head(self, title: str, started: float) -> bytes:
         # An "id:" with no data dispatches nothing but sets lastEventId, so even a
@@ -448,9 +429,6 @@ class HtmlFormat(Format):
                     f'<label class="pg" data-seq="{entry.seq}"><progress{value}></progress> {_percent(entry)}{note}</label>'
                 )
         return _utf8("".join(parts))
-
-    def cache_key(self) -> Hashable:
-        return ("html",)  # resumable is only in the head
 
     def keepalive(self) -> bytes:
         return b"<!-- keepalive -->"  # no newline: inside <pre> it would show as a blank line

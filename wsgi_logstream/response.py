@@ -27,10 +27,10 @@ from typing import Callable, Hashable, Iterator, Sequence
 
 from .channel import Entry, Reader
 from .errors import StoreUnavailable
-from .formats import Format
+from .formats import Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 from .store import LogReader
 
-__all__ = ["FIRST_GAP", "FIRST_WRITE", "StreamResponse", "entry_encoder", "split_head"]
+__all__ = ["FIRST_GAP", "FIRST_WRITE", "StreamResponse", "cache_key", "entry_encoder", "split_head"]
 
 #: The most the first chunk carries. Caddy's ``encode`` compresses (and then
 #: holds) a response whose first write is 512 bytes or more.
@@ -68,7 +68,7 @@ class StreamResponse:
         # here: the encoder is made (once per channel and key) when a second reader attaches, since an
         # object per response is memory every idle stream would hold.
         self._channel_reader = reader if isinstance(reader, Reader) else None
-        self._key = fmt.cache_key() if self._channel_reader is not None else None
+        self._key = cache_key(fmt) if self._channel_reader is not None else None
         # A reader that takes in its own way (a job's JournaledReader reads what the channel no longer
         # holds from the journal) still shares each entry's encoding, but not the channel's chunks.
         self._plain_take = type(reader).take is Reader.take
@@ -175,6 +175,26 @@ class StreamResponse:
             callback()
 
 
+def cache_key(fmt: Format) -> Hashable | None:
+    """What the bytes of ``fmt.batch`` depend on besides its arguments; None: not shared between readers.
+
+    Readers of one log whose formats have equal keys share each entry's
+    encoding (:func:`entry_encoder`), which relies on ``batch(missed,
+    entries)`` being ``batch(missed, [])`` (the dropped marker, or nothing)
+    followed by ``batch(0, [entry])`` for each entry: true of the four formats
+    (``tests/test_fanout.py`` checks it). Exact types only: a subclass may
+    encode differently.
+    """
+    kind = type(fmt)
+    if kind is TextFormat:
+        return ("text", fmt.ansi)  # type: ignore[attr-defined]
+    if kind is SseFormat:
+        return ("sse", fmt.detail)  # type: ignore[attr-defined]  # retry_ms and last_id are only in the head
+    if kind is NdjsonFormat or kind is HtmlFormat:
+        return (fmt.name,)  # HtmlFormat's options are only in its head
+    return None
+
+
 def entry_encoder(fmt: Format, key: Hashable) -> Callable[[Sequence[Entry]], bytes]:
     """``fmt.batch(0, entries)``, each entry encoded once for all readers whose formats share ``key``.
 
@@ -184,8 +204,7 @@ def entry_encoder(fmt: Format, key: Hashable) -> Callable[[Sequence[Entry]], byt
     last chunk per key (``Reader.take_encoded``): the first reader woken by an
     append encodes, the others send the same bytes. A lone reader (a plain
     stream) does not come here and pays for no cache. This relies on a batch
-    being its dropped marker followed by its entries' bytes, which
-    ``Format.cache_key`` promises.
+    being its dropped marker followed by its entries' bytes (see :func:`cache_key`).
     """
     batch = fmt.batch
 
