@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import websocket
-from servers import Program, free_port, require_program, wait_until
+
+from tests.servers import Program, free_port, require_program, wait_until
 
 FLAGS = (
     "--headless",
@@ -43,7 +44,7 @@ FLAGS = (
 )
 
 
-class Page:
+class Page(contextlib.AbstractContextManager["Page"]):
     """One tab, driven over its DevTools WebSocket."""
 
     def __init__(self, ws_url: str) -> None:
@@ -97,14 +98,11 @@ class Page:
     def close(self) -> None:
         self._ws.close()
 
-    def __enter__(self) -> Page:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Chromium:
+class Chromium(contextlib.AbstractContextManager["Chromium"]):
     """A headless Chromium with a DevTools port on loopback, stopped by PID."""
 
     def __init__(self) -> None:
@@ -151,9 +149,6 @@ class Chromium:
 
             with contextlib.suppress(AssertionError):
                 wait_until(removed, 5, "the Chromium profile to be removed")
-
-    def __enter__(self) -> Chromium:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

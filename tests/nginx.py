@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import urllib.request
@@ -39,8 +40,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import parse_qs
 
-from servers import ROOT, Program, RawClient, free_port, require_program
-
+from tests.servers import ROOT, Program, RawClient, free_port, require_program
+from tests.wire import summary
 from wsgi_logstream import LogStreamMiddleware
 
 EXAMPLE_CONF = ROOT / "examples" / "nginx.conf"
@@ -270,7 +271,7 @@ def application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]
 EXAMPLES = ROOT / "examples"
 
 
-def gunicorn_with(conf: str, app: str, *extra: str) -> Program:
+def gunicorn_with(conf: str, app: str, *extra: str, env: dict[str, str] | None = None) -> Program:
     """gunicorn with ``examples/<conf>`` as its config, on a free loopback port, one worker.
 
     One worker, because a test's release must reach the process whose
@@ -288,7 +289,24 @@ def gunicorn_with(conf: str, app: str, *extra: str) -> Program:
         *extra,
         app,
     ]
-    return Program(args, port)
+    return Program(args, port, env=env)
+
+
+def django_example(env: dict[str, str], setup: Iterable[list[str]] = (["-m", "tests.apps.django_site"],)) -> Program:
+    """The Django example under gunicorn, once each ``setup`` command has run with this Python and ``env``: by
+    default ``tests/apps/django_site.py``, which migrates the database (``EXAMPLE_DJANGO_DB``) and makes the users."""
+    for args in setup:
+        subprocess.run(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])},
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
+    return gunicorn_with(
+        "gunicorn.conf.py", "examples.django_project.wsgi:application", "--graceful-timeout", "1", env=env
+    )
 
 
 def handshake(client: RawClient, key: str, release_url: str) -> bytes:
@@ -301,17 +319,6 @@ def handshake(client: RawClient, key: str, release_url: str) -> bytes:
 
 
 def assert_ended_ok(fmt: str, body: bytes) -> None:
-    """``body`` ends with the format's end summary, status ok."""
-    text = body.decode("utf-8")
-    if fmt == "text":
-        last = text.rstrip("\n").rsplit("\n", 1)[-1]
-        assert last.startswith("-- ok (after "), f"no end summary: {text[-300:]!r}"
-    elif fmt == "html":
-        assert 'id="end"' in text and 'data-status="ok"' in text, f"no end summary: {text[-300:]!r}"
-        assert text.rstrip().endswith("</html>"), text[-300:]
-    elif fmt == "sse":
-        event = text.rstrip("\n").rsplit("\n\n", 1)[-1]
-        assert "event: end" in event and '"status":"ok"' in event, f"no end event: {text[-300:]!r}"
-    else:
-        last = json.loads(text.rstrip("\n").rsplit("\n", 1)[-1])
-        assert last["event"] == "end" and last["status"] == "ok", last
+    """``body`` ends with the format's end summary, status ok (read by ``tests.wire.summary``)."""
+    end = summary(body, fmt)
+    assert end["status"] == "ok", end

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import pytest
-from servers import PACKAGE_DIR, PACKAGE_ROOT, ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
+
+from tests.servers import PACKAGE_DIR, PACKAGE_ROOT, ROOT, VENV_BIN, Program, RawClient, free_port, wait_until
 
 EXAMPLES = ROOT / "examples"
 APP = "tests.apps.deploy_site:application"
@@ -152,7 +153,11 @@ def python_path_env() -> dict[str, str]:
 
 
 class GzipClient(RawClient):
-    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far (a sync-flushed gzip stream)."""
+    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far.
+
+    Proxies that compress (nginx, Caddy, Apache) sync-flush each chunk, so the bytes received so far always
+    decompress to every line sent so far.
+    """
 
     @property
     def body(self) -> bytes:

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
-from servers import free_port, require_program, wait_until
+from tests.servers import free_port, require_program, wait_until
 
 __all__ = ["RedisServer", "start_redis"]
 

@@ -6,6 +6,7 @@ Every wait here is on a condition with a bound; nothing sleeps and hopes.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -58,6 +60,21 @@ def process_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    """Signal the process group ``proc`` leads (started with ``start_new_session``) and wait for it; SIGKILL
+    after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -119,7 +136,7 @@ def require_program(name: str) -> str:
     return found
 
 
-class Program:
+class Program(contextlib.AbstractContextManager["Program"]):
     """A server program started as a subprocess, stopped by PID."""
 
     def __init__(self, args: list[str], port: int, *, cwd: Path | None = None, env: dict[str, str] | None = None):
@@ -153,19 +170,9 @@ class Program:
         return self.log.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+        stop_group(self.proc, sig, timeout)
         self._log_file.close()
         return self.proc.returncode
-
-    def __enter__(self) -> Program:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -202,7 +209,7 @@ def gunicorn(
     return Program(args, port)
 
 
-class RawClient:
+class RawClient(contextlib.AbstractContextManager["RawClient"]):
     """An HTTP/1.1 client on a raw socket that reads the body as it arrives."""
 
     def __init__(self, url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
@@ -248,16 +255,7 @@ class RawClient:
         data = self.raw[self._body_start :]
         if self.headers.get("transfer-encoding", "").lower() != "chunked":
             return data
-        out, pos = b"", 0
-        while True:
-            end = data.find(b"\r\n", pos)
-            if end < 0:
-                return out
-            size = int(data[pos:end].split(b";")[0] or b"0", 16)
-            if size == 0 or end + 2 + size > len(data):
-                return out + data[end + 2 : end + 2 + size]
-            out += data[end + 2 : end + 2 + size]
-            pos = end + 2 + size + 2
+        return dechunk_body(data, complete=False)
 
     def read_until(self, marker: bytes, timeout: float = 10.0) -> bytes:
         """Read until ``marker`` is in the body; fail after ``timeout``."""
@@ -281,8 +279,78 @@ class RawClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> RawClient:
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- raw sockets, for clients a RawClient is too polite to be ----------------------
+
+
+def dechunk_body(data: bytes, *, complete: bool = True) -> bytes:
+    """A chunked body's data; with ``complete`` it must end with the last chunk, else what has arrived so far."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            assert not complete, f"a chunked body cut inside a chunk size: {data[pos : pos + 40]!r}"
+            return b"".join(out)
+        size = int(data[pos:end].split(b";")[0] or b"0", 16)
+        if size == 0:
+            return b"".join(out)
+        if end + 2 + size > len(data):
+            assert not complete, f"a chunked body cut inside a chunk of {size} bytes"
+            return b"".join([*out, data[end + 2 : end + 2 + size]])
+        out.append(data[end + 2 : end + 2 + size])
+        pos = end + 2 + size + 2
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The body of a whole raw response (head included), de-chunked; fails on a chunked body that was cut."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return body
+    return dechunk_body(body)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("//", 1)[1].split(":")
+    return host, int(port)
+
+
+def stuck_socket(url: str, path: str) -> socket.socket:
+    """A connection with a 4 KiB receive buffer that has sent its request and reads nothing yet."""
+    host, port = _host_port(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect((host, port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
+def read_all(sock: socket.socket, timeout: float = 60) -> bytes:
+    """Everything until the server closes the connection (head included)."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    while True:
+        assert time.monotonic() < deadline, "the stream did not end"
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def half_closed(url: str, path: str) -> bytes:
+    """Send the request, shut down the sending side, read the whole response body."""
+    host, port = _host_port(url)
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        return dechunk(read_all(sock, timeout=30))
+
+
+def stats(url: str, key: str = "") -> dict[str, Any]:
+    """``/stats`` of ``tests/apps/hostile_app.py``."""
+    with urllib.request.urlopen(f"{url}/stats?key={key}", timeout=10) as reply:
+        return json.loads(reply.read())  # type: ignore[no-any-return]

@@ -21,8 +21,8 @@ from urllib.parse import quote, urljoin
 
 import pytest
 
-from tests.apps.core_client import TestApp
 from tests.apps.targets import CountingTarget
+from tests.inproc import TestApp
 from wsgi_logstream import LogStreamMiddleware, jobs, logstream
 from wsgi_logstream.assets import (
     ASSETS,

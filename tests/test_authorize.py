@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.apps.core_client import TestApp, call
 from tests.apps.targets import CountingTarget
+from tests.inproc import TestApp, call
 from wsgi_logstream import LogStreamMiddleware, Refused, jobs, logstream, wait_cancelled
 from wsgi_logstream.jobs import JobsApp
 from wsgi_logstream.record import JobRecord

@@ -18,7 +18,8 @@ from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
 
 import pytest
-from servers import ROOT, require_program, wsgiref_server
+
+from tests.servers import ROOT, require_program, wsgiref_server
 
 BENCH = ROOT / "bench"
 

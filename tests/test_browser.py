@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import Chromium, Page, wait_for
-from nginx import Nginx, gunicorn_with
-from servers import RawClient, wait_until
+
+from tests.browser import Chromium, Page, wait_for
+from tests.nginx import Nginx, gunicorn_with
+from tests.servers import RawClient, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.apps.core_client import call, parse_sse
+from tests.inproc import call
 from tests.servers import wait_until
+from tests.wire import ndjson_objects, parse_sse
 from wsgi_logstream import jobs, logstream
 from wsgi_logstream.carriage import RewriteSplitter, last_state
 from wsgi_logstream.channel import Channel
@@ -53,15 +54,15 @@ def test_html_shows_the_last_state_and_ndjson_and_sse_keep_the_raw_text() -> Non
         page = stream.read_to_end().decode()
     assert ">INFO 100%\n</span>" in page and " 50%" not in page
     with call(app, "format=sse") as stream:
-        assert [e.data for e in parse_sse(stream.read_to_end()) if e.type == "message"] == [
+        assert [e.data for e in parse_sse(stream.read_to_end()).events if e.type == "message"] == [
             "INFO downloading\n 10%\n 50%\n100%"
         ]
     with call(app, "format=ndjson") as stream:
-        record = [json.loads(line) for line in stream.read_to_end().splitlines()][1]
+        record = ndjson_objects(stream.read_to_end())[1]
     assert record["message"] == "downloading\r 10%\r 50%\r100%"
     assert record["line"] == "INFO downloading\r 10%\r 50%\r100%"
     with call(app, "format=sse&detail=1") as stream:
-        event = next(e for e in parse_sse(stream.read_to_end()) if e.type == "message")
+        event = next(e for e in parse_sse(stream.read_to_end()).events if e.type == "message")
     assert json.loads(event.data)["message"] == "downloading\r 10%\r 50%\r100%"
 
 
@@ -135,7 +136,7 @@ def test_a_command_drawing_a_bar_shows_one_line_that_moves_and_ends_at_its_final
         stream.read_until(b'"partial":true')
         assert job.status == "running"
         gate.touch()
-        objects = [json.loads(line) for line in stream.read_to_end().splitlines()]
+        objects = ndjson_objects(stream.read_to_end())
     logs = [obj for obj in objects if obj["event"] == "log"]
     assert [obj["message"] for obj in logs if not obj.get("partial")] == [
         "before",
@@ -195,7 +196,7 @@ def test_a_real_tqdm_bar_in_a_commands_output_is_one_line_at_100_percent() -> No
 
 def _lines_of(app: object, job_id: str) -> list[dict[str, object]]:
     with call(app, "format=ndjson", path=f"/{job_id}") as stream:  # type: ignore[arg-type]
-        return [json.loads(line) for line in stream.read_to_end().splitlines()]
+        return ndjson_objects(stream.read_to_end())
 
 
 def test_every_viewer_of_a_job_sees_each_new_state_of_a_rewritten_line() -> None:
@@ -220,7 +221,7 @@ def test_every_viewer_of_a_job_sees_each_new_state_of_a_rewritten_line() -> None
         steps[1].set()
         seen = []
         for viewer in (one, two):
-            objects = [json.loads(line) for line in viewer.read_to_end().splitlines()]
+            objects = ndjson_objects(viewer.read_to_end())
             seen.append(
                 [(obj["seq"], obj["message"], bool(obj.get("partial"))) for obj in objects if obj["event"] == "log"]
             )

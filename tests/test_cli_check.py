@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import Program, RawClient, free_port, require_program, wait_until, wsgiref_server
 
+from tests.servers import Program, RawClient, free_port, require_program, wait_until, wsgiref_server
 from tests.test_cli_support import cli
 from wsgi_logstream import logstream
 from wsgi_logstream.cli.check import Arrival, Reading, analyse

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import socket
 import subprocess
 import sys
@@ -11,27 +10,12 @@ from typing import Any
 
 import pytest
 
+from tests.inproc import fetch
 from wsgi_logstream import __version__
 from wsgi_logstream.auth import TokenAuth
 from wsgi_logstream.cli import main
 from wsgi_logstream.command import CommandError, describe_status, resolve
 from wsgi_logstream.probe import probe_app
-
-
-def _call(app: Any, path: str = "/job", query: str = "", **environ: Any) -> tuple[str, dict[str, str], bytes]:
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        captured["status"], captured["headers"] = status, dict(headers)
-
-    env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": query, **environ}
-    env.setdefault("wsgi.input", io.BytesIO(b""))
-    result = app(env, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        getattr(result, "close", lambda: None)()
-    return captured["status"], captured["headers"], body
 
 
 def _inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -41,27 +25,28 @@ def _inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 def test_token_middleware_lets_in_a_bearer_or_a_cookie_and_nothing_else() -> None:
     app = TokenAuth(_inner, "tok-\u00e9", cookie_name="c")
-    assert _call(app)[0].startswith("401")
-    assert _call(app, HTTP_AUTHORIZATION="Bearer tok-")[0].startswith("401")
-    assert _call(app, HTTP_AUTHORIZATION="Basic tok-\u00e9")[0].startswith("401")
-    assert _call(app, HTTP_AUTHORIZATION="bearer  tok-\u00e9 ")[0] == "200 OK"
-    status, headers, _ = _call(app, query="a=1&token=tok-%C3%A9&b=2")
-    assert status == "303 See Other"
-    assert headers["Location"] == "/job?a=1&b=2"
-    cookie = headers["Set-Cookie"].split(";", 1)[0]
-    assert "SameSite=Lax" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
-    assert _call(app, HTTP_COOKIE=f"other=1; {cookie}")[0] == "200 OK"
-    assert _call(app, HTTP_COOKIE="c=" + "0" * 64)[0].startswith("401")
-    assert _call(app, HTTP_COOKIE='c="unterminated')[0].startswith("401")
-    assert _call(app, query="token=wrong")[0].startswith("401")
-    assert _call(app, query="token=tok-%C3%A9&token=tok-%C3%A9")[0].startswith("401")
+    assert fetch(app, path="/job").code == 401
+    assert fetch(app, path="/job", headers={"Authorization": "Bearer tok-"}).code == 401
+    assert fetch(app, path="/job", headers={"Authorization": "Basic tok-\u00e9"}).code == 401
+    assert fetch(app, path="/job", headers={"Authorization": "bearer  tok-\u00e9 "}).status == "200 OK"
+    redirect = fetch(app, "a=1&token=tok-%C3%A9&b=2", path="/job")
+    assert redirect.status == "303 See Other"
+    assert redirect.header("Location") == "/job?a=1&b=2"
+    set_cookie = redirect.header("Set-Cookie") or ""
+    cookie = set_cookie.split(";", 1)[0]
+    assert "; SameSite=Lax" in set_cookie and "; HttpOnly" in set_cookie
+    assert fetch(app, path="/job", headers={"Cookie": f"other=1; {cookie}"}).status == "200 OK"
+    assert fetch(app, path="/job", headers={"Cookie": "c=" + "0" * 64}).code == 401
+    assert fetch(app, path="/job", headers={"Cookie": 'c="unterminated'}).code == 401
+    assert fetch(app, "token=wrong", path="/job").code == 401
+    assert fetch(app, "token=tok-%C3%A9&token=tok-%C3%A9", path="/job").code == 401
 
 
 def test_token_in_the_query_of_a_post_is_taken_out_before_the_app_sees_it() -> None:
     app = TokenAuth(_inner, "t0ken")
-    status, _, body = _call(app, query="x=1&token=t0ken", REQUEST_METHOD="POST")
-    assert status == "200 OK"
-    assert body == b"inner saw 'x=1'"
+    reply = fetch(app, "x=1&token=t0ken", path="/job", method="POST")
+    assert reply.status == "200 OK"
+    assert reply.body == b"inner saw 'x=1'"
 
 
 def test_token_with_spaces_or_an_empty_token_is_refused() -> None:
@@ -139,13 +124,13 @@ def test_port_in_use_exits_2_before_anything_starts(capsys: pytest.CaptureFixtur
 
 
 def test_probe_refuses_bad_parameters_and_sends_stream_headers() -> None:
-    assert _call(probe_app, "/", "lines=0")[0].startswith("400")
-    assert _call(probe_app, "/", "interval=abc")[0].startswith("400")
-    assert _call(probe_app, "/", "lines=1000&interval=5")[0].startswith("400")  # longer than 30 s
-    status, headers, body = _call(probe_app, "/", "lines=3&interval=0.01&size=40&format=text")
-    assert status == "200 OK"
-    assert headers["X-Accel-Buffering"] == "no" and headers["Cache-Control"] == "no-store"
-    lines = body.decode().splitlines()
+    assert fetch(probe_app, "lines=0").code == 400
+    assert fetch(probe_app, "interval=abc").code == 400
+    assert fetch(probe_app, "lines=1000&interval=5").code == 400  # longer than 30 s
+    reply = fetch(probe_app, "lines=3&interval=0.01&size=40&format=text")
+    assert reply.status == "200 OK"
+    assert reply.header("X-Accel-Buffering") == "no" and reply.header("Cache-Control") == "no-store"
+    lines = reply.body.decode().splitlines()
     assert lines[0].startswith("-- probe: started ")  # the text format's head, as a stream starts
     assert lines[1].startswith("probe start sent=") and lines[-1] == "probe end"
     lines = lines[1:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -11,9 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from servers import RawClient, free_port, process_gone, wait_until
 
+from tests.servers import RawClient, free_port, process_gone, wait_until
 from tests.test_cli_support import cli, printed_pids, python_command, read_ndjson
+from tests.wire import ndjson_objects
 
 # Prints a line, then waits (at most 20 s) for the file named in argv[1] before going on:
 # the test creates it only after its client has read the first line.
@@ -75,7 +75,7 @@ def test_run_escapes_invalid_utf8_and_splits_a_very_long_line_instead_of_holding
         client.read_until(b'"seq":2,', timeout=20)  # the first 1 MiB piece, while the line is unfinished
         release.touch()
         body = client.read_to_end()
-    events = [json.loads(line) for line in body.decode().splitlines()]
+    events = ndjson_objects(body)
     messages = [e["message"] for e in events if e["event"] == "log"]
     assert messages[0] == "bad \\udcff\\udcfe bytes"
     assert [len(m) for m in messages[1:]] == [1024 * 1024, 512 * 1024 + 2]

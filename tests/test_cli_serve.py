@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from servers import Program, RawClient, free_port, process_gone, wait_until
 
+from tests.servers import Program, RawClient, free_port, process_gone, wait_until
 from tests.test_cli_support import cli, printed_pids, python_command, read_ndjson
 
 TASKS = textwrap.dedent(

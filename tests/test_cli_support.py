@@ -9,7 +9,6 @@ has printed the URL of the job it started.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import signal
 import sys
@@ -17,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from servers import Program, RawClient, free_port, wait_until
+from tests.servers import Program, RawClient, free_port, wait_until
+from tests.wire import ndjson_objects
 
 URL = re.compile(r" at (http://127\.0\.0\.1:\d+(/[A-Za-z0-9_-]*)?)")
 
@@ -70,7 +70,7 @@ def read_ndjson(base: str, path: str, headers: dict[str, str] | None = None) -> 
     with RawClient(base, f"{path}{separator}format=ndjson", headers) as client:
         body = client.read_to_end()
     assert client.status == 200, (client.status, body[:300])
-    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    return ndjson_objects(body)
 
 
 def python_command(source: str) -> tuple[str, ...]:

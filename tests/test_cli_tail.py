@@ -6,8 +6,7 @@ import io
 import os
 from pathlib import Path
 
-from servers import RawClient
-
+from tests.servers import RawClient
 from tests.test_cli_support import cli
 from wsgi_logstream.follow import Follower, LineSplitter, last_lines_offset
 

@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,11 @@ import pytest
 import requests
 import sseclient
 from httpx_sse import connect_sse
-from nginx import gunicorn_with
-from proxies import APP, CutRelay, program, start_job
-from servers import RawClient, wait_until, wsgiref_server
 
 from tests.apps.deploy_site import application
+from tests.nginx import gunicorn_with
+from tests.proxies import APP, CutRelay, program, start_job
+from tests.servers import RawClient, wait_until, wsgiref_server
 
 pytestmark = pytest.mark.servers
 
@@ -239,6 +239,16 @@ class NodeReader:
         except queue.Empty:
             raise AssertionError(f"node said nothing in {timeout}s") from None
 
+    def read_until(self, seen: list[dict[str, Any]], done: Callable[[dict[str, Any]], bool]) -> None:
+        """Append to ``seen`` what node says until ``done`` holds for its last line."""
+        while not (seen and done(seen[-1])):
+            seen.append(self.next())
+
+    def read_to_exit(self, seen: list[dict[str, Any]]) -> None:
+        """Append to ``seen`` up to node's "closed" line (EventSource gave up), then wait for node to exit."""
+        self.read_until(seen, lambda line: "closed" in line)
+        wait_until(lambda: self.proc.poll() is not None, 10, "node to exit")
+
     def close(self) -> str:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -256,15 +266,11 @@ def test_node_eventsource_reads_a_job_live_and_stops_at_its_end(chunked: str, ev
     key = uuid.uuid4().hex
     job = f"{chunked}{start_job(chunked, key)}"
     reader = NodeReader(eventsource_module, job)
+    seen: list[dict[str, Any]] = []
     try:
-        first = reader.next()
-        while not first.get("data", "").endswith(f"first {key}"):
-            first = reader.next()
+        reader.read_until(seen, lambda line: line.get("data", "").endswith(f"first {key}"))
         _release(chunked, key)
-        seen = [first]
-        while "closed" not in seen[-1]:
-            seen.append(reader.next())
-        wait_until(lambda: reader.proc.poll() is not None, 10, "node to exit")
+        reader.read_to_exit(seen)
     finally:
         _release(chunked, key)
         errors = reader.close()
@@ -288,15 +294,12 @@ def test_node_eventsource_resumes_a_job_after_a_cut_with_no_gap_or_duplicate(
     with CutRelay(upstream_port) as relay:
         job = f"{relay.url}{start_job(chunked, key)}"
         reader = NodeReader(eventsource_module, job)
+        seen: list[dict[str, Any]] = []
         try:
-            seen = [reader.next()]
-            while not seen[-1].get("data", "").endswith(f"first {key}"):
-                seen.append(reader.next())
+            reader.read_until(seen, lambda line: line.get("data", "").endswith(f"first {key}"))
             relay.cut()
             _release(chunked, key)
-            while "closed" not in seen[-1]:
-                seen.append(reader.next())
-            wait_until(lambda: reader.proc.poll() is not None, 10, "node to exit")
+            reader.read_to_exit(seen)
         finally:
             _release(chunked, key)
             errors = reader.close()

@@ -16,13 +16,13 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
-from nginx import assert_ended_ok, gunicorn_with
-from proxies import APP, GzipClient, Served, apache_mod_wsgi, apache_proxy, live, start_job
-from servers import RawClient
 
 from tests.apps.deploy_site import PAGE
+from tests.nginx import assert_ended_ok, gunicorn_with
+from tests.proxies import APP, GzipClient, Served, apache_mod_wsgi, apache_proxy, live, start_job
+from tests.servers import RawClient
+from tests.wire import FORMATS
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 pytestmark = pytest.mark.servers
 
 

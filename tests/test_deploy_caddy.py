@@ -22,11 +22,11 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
-from nginx import assert_ended_ok, gunicorn_with
-from proxies import APP, GzipClient, Served, caddy, live, start_job
-from servers import Program, RawClient, wait_until
 
 from tests.apps.deploy_site import PAGE
+from tests.nginx import assert_ended_ok, gunicorn_with
+from tests.proxies import APP, GzipClient, Served, caddy, live, start_job
+from tests.servers import Program, RawClient, wait_until
 
 pytestmark = pytest.mark.servers
 

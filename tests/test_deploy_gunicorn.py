@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from nginx import assert_ended_ok, gunicorn_with, handshake
-from servers import RawClient, gunicorn, wait_until
 
-FORMATS = ["text", "html", "sse", "ndjson"]
+from tests.nginx import assert_ended_ok, gunicorn_with, handshake
+from tests.servers import RawClient, gunicorn, wait_until
+from tests.wire import FORMATS
+
 APP = "tests.apps.handshake:application"
 
 

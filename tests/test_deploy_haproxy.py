@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from nginx import assert_ended_ok, gunicorn_with
-from proxies import APP, Served, haproxy, live
-from servers import Program, RawClient
+
+from tests.nginx import assert_ended_ok, gunicorn_with
+from tests.proxies import APP, Served, haproxy, live
+from tests.servers import Program, RawClient
 
 pytestmark = pytest.mark.servers
 

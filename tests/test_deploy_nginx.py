@@ -23,26 +23,13 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from nginx import PAGE, Nginx, assert_ended_ok, gunicorn_with, handshake
-from servers import RawClient, wait_until
 
-FORMATS = ["text", "html", "sse", "ndjson"]
+from tests.nginx import PAGE, Nginx, assert_ended_ok, gunicorn_with, handshake
+from tests.proxies import GzipClient
+from tests.servers import RawClient, wait_until
+from tests.wire import FORMATS, ndjson_objects
+
 APP = "tests.nginx:application"
-
-
-class GzipClient(RawClient):
-    """A :class:`RawClient` whose ``body`` is the gunzipped body received so far.
-
-    nginx sync-flushes each chunk, so the bytes received so far always
-    decompress to every line sent so far.
-    """
-
-    @property
-    def body(self) -> bytes:
-        raw = super().body
-        if self.headers.get("content-encoding") != "gzip":
-            return raw
-        return zlib.decompressobj(wbits=31).decompress(raw)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +155,7 @@ def _round(url: str, tag: str, worker: psutil.Process) -> dict[str, tuple[int, f
         with RawClient(url, f"/release?key={tag}-*") as release:
             release.read_to_end()
         for key, client in zip(keys, clients, strict=True):
-            events = [json.loads(line) for line in client.read_to_end().decode().splitlines()]
+            events = ndjson_objects(client.read_to_end())
             messages = [event["message"] for event in events if event["event"] == "log"]
             assert len(messages) == 5, (key, events)
             assert all(key in message.split() for message in messages), (key, messages)

@@ -13,9 +13,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from nginx import assert_ended_ok, gunicorn_with
-from proxies import APP, Served, live, traefik
-from servers import RawClient
+
+from tests.nginx import assert_ended_ok, gunicorn_with
+from tests.proxies import APP, Served, live, traefik
+from tests.servers import RawClient
 
 pytestmark = pytest.mark.servers
 

@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from nginx import Nginx, assert_ended_ok, handshake
-from proxies import EXAMPLES, GzipClient, Served, assert_held, post, program, start_job, uwsgi
-from servers import RawClient
 
-FORMATS = ["text", "html", "sse", "ndjson"]
+from tests.nginx import Nginx, assert_ended_ok, handshake
+from tests.proxies import EXAMPLES, GzipClient, Served, assert_held, post, program, start_job, uwsgi
+from tests.servers import RawClient
+from tests.wire import FORMATS
+
 BINDS = {"http": ("--http", "127.0.0.1:{port}"), "http-socket": ("--http-socket", "127.0.0.1:{port}")}
 
 pytestmark = pytest.mark.servers

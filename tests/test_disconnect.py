@@ -14,11 +14,12 @@ import weakref
 from typing import Any
 
 import pytest
-from servers import RawClient, wait_until
-from servers import wsgiref_server as serve
 
 import wsgi_logstream
-from tests.apps.core_client import call, logging_snapshot
+from tests.inproc import call, logging_snapshot
+from tests.servers import RawClient, wait_until
+from tests.servers import wsgiref_server as serve
+from tests.wire import ndjson_objects
 from wsgi_logstream import cancelled, logstream, wait_cancelled
 from wsgi_logstream.capture import Sink, current_sink
 
@@ -192,7 +193,7 @@ def test_timeout_ends_the_stream_with_status_timeout_while_the_target_keeps_runn
 
     app = logstream(target, timeout=0.2, heartbeat=30, formatter="%(message)s")
     body = call(app, "format=ndjson").read_to_end()
-    objects = [json.loads(line) for line in body.splitlines()]
+    objects = ndjson_objects(body)
     assert objects[-1]["event"] == "end"
     assert objects[-1]["status"] == "timeout"
     assert [o["message"] for o in objects if o["event"] == "log"] == ["slow work"]

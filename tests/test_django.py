@@ -27,11 +27,13 @@ from django.test import Client, override_settings
 
 from examples.django_project.catalog.models import Product
 from examples.django_project.ops import reindex_jobs
-from tests.apps.core_client import logging_snapshot
+from tests.apps.gates import read_live
+from tests.inproc import Chunks, logging_snapshot
+from tests.servers import wait_until
+from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, records, summary
 from wsgi_logstream import jobs
 from wsgi_logstream.django import REQUEST, hook, stream_view
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 _keys = itertools.count()
 
 
@@ -58,45 +60,16 @@ def client(user: str | None = None, **defaults: Any) -> Client:
     return made
 
 
-class Stream:
+def streamed(response: Any) -> Chunks:
     """A streaming response read chunk by chunk, closed as Django's server closes it."""
-
-    def __init__(self, response: Any) -> None:
-        assert response.streaming, f"not a streaming response: {response.status_code} {response.content[:200]!r}"
-        self.response = response
-        self._chunks = iter(response.streaming_content)
-        self.body = b""
-
-    def read_until(self, marker: bytes, max_chunks: int = 1000) -> bytes:
-        for _ in range(max_chunks):
-            if marker in self.body:
-                return self.body
-            self.body += next(self._chunks)
-        raise AssertionError(f"{marker!r} not in {self.body[-300:]!r}")
-
-    def read_to_end(self) -> bytes:
-        for chunk in self._chunks:
-            self.body += chunk
-        self.close()
-        return self.body
-
-    def close(self) -> None:
-        self.response.close()
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    assert response.streaming, f"not a streaming response: {response.status_code} {response.content[:200]!r}"
+    return Chunks(response.streaming_content, response.close)
 
 
 def live(response: Any, k: str) -> bytes:
     """Read ``first k`` while the target waits, then release it and read to the end."""
-    with Stream(response) as stream:
-        stream.read_until(f"first {k}".encode())
-        assert f"second {k}".encode() not in stream.body, "the target went on before it was released"
-        django_site.release(k)
-        return stream.read_to_end()
+    with streamed(response) as stream:
+        return read_live(stream, k)
 
 
 def start_job(user: str, path: str = "/t/jobs/", query: str = "") -> str:
@@ -135,7 +108,7 @@ def test_a_user_without_the_permission_gets_403_and_nothing_runs() -> None:
 def test_a_user_with_the_permission_sees_the_stream_live() -> None:
     k = key()
     body = live(client("bob").get(f"/t/stream/?key={k}"), k)
-    assert body.endswith(b"-- ok (after ") or b"-- ok (after" in body
+    assert summary(body, "text")["status"] == "ok"
     assert django_site.runs[k] == 1
 
 
@@ -185,7 +158,7 @@ def test_cancel_needs_the_token_and_the_jobs_owner_or_staff() -> None:
     record = django_site.gated_jobs.lookup(job.rsplit("/", 1)[1])
     assert record is not None and not record.cancel_requested
     assert client("ada").post(f"{job}/cancel").status_code == 303  # staff
-    with Stream(client("bob").get(f"{job}?format=ndjson")) as stream:
+    with streamed(client("bob").get(f"{job}?format=ndjson")) as stream:
         body = stream.read_to_end()
     assert b'"status":"cancelled"' in body
 
@@ -227,7 +200,7 @@ def test_the_hook_is_given_the_django_request_with_its_user() -> None:
 
 
 def test_a_django_hook_refuses_a_request_that_did_not_come_through_django() -> None:
-    from tests.apps.core_client import TestApp
+    from tests.inproc import TestApp
 
     app = jobs(lambda: None, authorize=hook(lambda request, action, job: True))
     reply = TestApp(app).get("/", status=403)
@@ -256,11 +229,11 @@ def test_the_admin_action_starts_a_job_for_the_selected_objects_and_redirects_to
     assert reply.status_code == 302, reply.content[:500]
     job = reply.headers["Location"]
     assert re.fullmatch(r"/ops/jobs/[A-Za-z0-9_-]+", job)
-    with Stream(admin.get(f"{job}?format=text")) as stream:
+    with streamed(admin.get(f"{job}?format=text")) as stream:
         body = stream.read_to_end()
     assert b"reindexing 2 selected products" in body
     assert b"indexed lamp 0" in body and b"indexed lamp 2" in body and b"lamp 1" not in body
-    assert b"-- ok" in body
+    assert summary(body, "text")["status"] == "ok"
     record = reindex_jobs.lookup(job.rsplit("/", 1)[1])
     assert record is not None and record.owner == "ada"
     assert Product.objects.filter(pk__in=chosen, indexed_at__isnull=False).count() == 2
@@ -311,11 +284,9 @@ def test_conditional_get_middleware_neither_tags_nor_shortcuts_a_stream() -> Non
 
 def test_closing_the_response_closes_the_stream_and_cancels_its_operation() -> None:
     k = key()
-    with Stream(client("bob").get(f"/t/stream/?key={k}")) as stream:
+    with streamed(client("bob").get(f"/t/stream/?key={k}")) as stream:
         stream.read_until(f"first {k}".encode())
     # on_disconnect="cancel": the target's wait_cancelled() turned true when Django closed the response.
-    from servers import wait_until
-
     wait_until(lambda: django_site.stream.running == 0, 10, "the operation to end")
     assert django_site.runs[k] == 1
 
@@ -335,13 +306,13 @@ def test_the_hosts_logging_is_untouched() -> None:
 def test_each_format_streams_to_its_end_through_django(fmt: str) -> None:
     k = key()
     django_site.release(k)
-    with Stream(client("bob").get(f"/t/stream/?key={k}&format={fmt}")) as stream:
+    response = client("bob").get(f"/t/stream/?key={k}&format={fmt}")
+    with streamed(response) as stream:
         body = stream.read_to_end()
-    media = {"text": "text/plain", "html": "text/html", "sse": "text/event-stream", "ndjson": "application/x-ndjson"}
-    assert stream.response.headers["Content-Type"].startswith(media[fmt])
-    assert f"second {k}".encode() in body
-    end = {"text": b"-- ok (after", "html": b"</html>", "sse": b"event: end", "ndjson": b'"event":"end"'}
-    assert end[fmt] in body
+    assert response.headers["Content-Type"] == MEDIA_TYPES[fmt]
+    lines = [line for _, line in records(body, fmt)]
+    assert len(lines) == 2 and lines[0].endswith(f"first {k}") and lines[1].endswith(f"second {k}"), lines
+    assert summary(body, fmt)["status"] == "ok"
 
 
 def test_streams_keep_their_buffering_headers_through_django() -> None:
@@ -360,13 +331,13 @@ def test_a_job_resumes_after_the_line_a_viewer_had_through_django() -> None:
     reply = client("bob").post(f"/t/jobs/?key={k}")
     job = reply.headers["Location"]
     django_site.release(k)
-    with Stream(client("bob").get(f"{job}?format=ndjson")) as stream:
+    with streamed(client("bob").get(f"{job}?format=ndjson")) as stream:
         whole = stream.read_to_end()
-    first = next(json.loads(line) for line in whole.splitlines() if b'"event":"log"' in line)
-    with Stream(client("bob").get(f"{job}?format=ndjson&since={first['seq']}")) as stream:
+    first = next(o for o in ndjson_objects(whole) if o["event"] == "log")
+    with streamed(client("bob").get(f"{job}?format=ndjson&since={first['seq']}")) as stream:
         rest = stream.read_to_end()
     assert f"first {k}".encode() not in rest and f"second {k}".encode() in rest
-    with Stream(client("bob").get(f"{job}?format=sse", HTTP_LAST_EVENT_ID=str(first["seq"]))) as stream:
+    with streamed(client("bob").get(f"{job}?format=sse", HTTP_LAST_EVENT_ID=str(first["seq"]))) as stream:
         assert f"first {k}".encode() not in stream.read_to_end()
 
 
@@ -390,7 +361,7 @@ def test_a_method_the_stream_does_not_serve_is_405_with_allow_through_django() -
 
 def test_past_max_concurrent_is_503_with_retry_after_through_django() -> None:
     first, second = key(), key()
-    with Stream(client("bob").get(f"/t/busy/?key={first}")) as stream:
+    with streamed(client("bob").get(f"/t/busy/?key={first}")) as stream:
         stream.read_until(f"first {first}".encode())
         reply = client("bob").get(f"/t/busy/?key={second}")
         assert reply.status_code == 503
@@ -428,5 +399,5 @@ def test_a_stream_view_mounted_at_one_url_streams_and_a_django_hook_may_ask_for_
     assert refused.status_code == 401 and refused.content == b"log in to reindex\n"
     assert django_site.runs[k] == 0
     request.user = User.objects.get(username="carol")
-    with Stream(view(request)) as stream:
+    with streamed(view(request)) as stream:
         assert f"second {k}".encode() in stream.read_to_end()

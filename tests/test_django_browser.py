@@ -15,16 +15,14 @@ A screenshot of the job's page is kept in ``tests/artifacts/django-job.png``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from nginx import EXAMPLES
-from servers import ROOT, Program, free_port, require_program
+
+from tests.browser import Chromium, Page, wait_for
+from tests.nginx import django_example
+from tests.servers import Program
 
 pytestmark = pytest.mark.servers
 
@@ -39,29 +37,7 @@ def site(tmp_path: Path) -> Iterator[Program]:
         "DJANGO_SETTINGS_MODULE": "examples.django_project.settings",
         "EXAMPLE_REINDEX_DELAY": "30",
     }
-    path = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    subprocess.run(
-        [sys.executable, "-m", "tests.apps.django_site"],
-        cwd=ROOT,
-        env={**os.environ, **env, "PYTHONPATH": path},
-        check=True,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-    )
-    port = free_port()
-    args = [
-        require_program("gunicorn"),
-        "--config",
-        str(EXAMPLES / "gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--graceful-timeout",
-        "1",
-        "examples.django_project.wsgi:application",
-    ]
-    with Program(args, port, env=env) as program:
+    with django_example(env) as program:
         yield program
 
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from nginx import EXAMPLES, assert_ended_ok
-from servers import ROOT, Program, free_port, require_program
 
 from tests.apps.http_session import Session, hidden_field
+from tests.nginx import assert_ended_ok, django_example
+from tests.servers import Program
 
 pytestmark = pytest.mark.servers
 _keys = itertools.count()
@@ -33,38 +30,13 @@ def key() -> str:
     return f"dg{next(_keys)}"
 
 
-def _python(args: list[str], env: dict[str, str]) -> None:
-    path = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": path}, check=True, timeout=120
-    )
-
-
-def _gunicorn(env: dict[str, str]) -> Program:
-    port = free_port()
-    args = [
-        require_program("gunicorn"),
-        "--config",
-        str(EXAMPLES / "gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",  # the test's release must reach the process whose target waits for it
-        "--graceful-timeout",
-        "1",
-        "examples.django_project.wsgi:application",
-    ]
-    return Program(args, port, env=env)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
     env = {
         "EXAMPLE_DJANGO_DB": str(tmp_path_factory.mktemp("django") / "db.sqlite3"),
         "DJANGO_SETTINGS_MODULE": "tests.apps.django_settings",
     }
-    _python(["-m", "tests.apps.django_site"], env)
-    with _gunicorn(env) as program:
+    with django_example(env) as program:
         yield program
 
 
@@ -82,18 +54,6 @@ def login(url: str, user: str) -> Session:
     return session
 
 
-def runs(session: Session, k: str) -> int:
-    return int(session.get(f"/t/runs/{k}").body)
-
-
-def start(session: Session, k: str) -> str:
-    """Start a gated job with the token the jobs page's form carries; its path."""
-    token = hidden_field(session.get("/t/jobs/").body, "csrfmiddlewaretoken")
-    reply = session.post(f"/t/jobs/?key={k}", {"csrfmiddlewaretoken": token})
-    assert reply.status == 303, reply.text
-    return reply.headers["location"]
-
-
 def test_anonymous_is_sent_to_the_login_page_and_nothing_runs_under_gunicorn(server: Program) -> None:
     k = key()
     anonymous = Session(server.url)
@@ -101,7 +61,7 @@ def test_anonymous_is_sent_to_the_login_page_and_nothing_runs_under_gunicorn(ser
     assert reply.status == 302 and reply.headers["location"].startswith("/accounts/login/?next=")
     assert anonymous.get("/t/jobs/").status == 302
     assert anonymous.post(f"/t/jobs/?key={k}").status == 403  # CSRF comes before the login check
-    assert runs(anonymous, k) == 0
+    assert anonymous.runs(k) == 0
 
 
 def test_a_user_without_the_permission_gets_403_and_nothing_runs_under_gunicorn(server: Program) -> None:
@@ -111,7 +71,7 @@ def test_a_user_without_the_permission_gets_403_and_nothing_runs_under_gunicorn(
     token = hidden_field(carol.get("/t/jobs/").body, "csrfmiddlewaretoken")
     reply = carol.post(f"/t/jobs/?key={k}", {"csrfmiddlewaretoken": token})
     assert reply.status == 403 and reply.text == "not allowed to start here\n"
-    assert runs(carol, k) == 0
+    assert carol.runs(k) == 0
 
 
 def test_a_user_with_the_permission_sees_the_stream_live_through_gzip_under_gunicorn(server: Program) -> None:
@@ -127,7 +87,7 @@ def test_a_user_with_the_permission_sees_the_stream_live_through_gzip_under_guni
         body = client.read_to_end()
     assert f"second {k}".encode() in body
     assert_ended_ok("text", body)
-    assert runs(bob, k) == 1
+    assert bob.runs(k) == 1
 
 
 def test_a_post_without_the_csrf_token_is_refused_under_gunicorn(server: Program) -> None:
@@ -135,8 +95,8 @@ def test_a_post_without_the_csrf_token_is_refused_under_gunicorn(server: Program
     bob = login(server.url, "bob")
     reply = bob.post(f"/t/jobs/?key={k}", {"note": "no token"})
     assert reply.status == 403 and "CSRF" in reply.text
-    assert runs(bob, k) == 0
-    job = start(bob, k)
+    assert bob.runs(k) == 0
+    job = bob.start_job(k, "csrfmiddlewaretoken")
     assert bob.post(f"{job}/cancel").status == 403  # the cancel needs the token too
     token = hidden_field(bob.get("/t/jobs/").body, "csrfmiddlewaretoken")
     assert bob.post(f"{job}/cancel", {"csrfmiddlewaretoken": token}).status == 303
@@ -147,8 +107,8 @@ def test_a_post_without_the_csrf_token_is_refused_under_gunicorn(server: Program
 def test_each_user_sees_only_their_own_jobs_and_staff_all_under_gunicorn(server: Program) -> None:
     bob, ada, carol = (login(server.url, name) for name in ("bob", "ada", "carol"))
     bobs, adas = key(), key()
-    bob_job = start(bob, bobs).rsplit("/", 1)[1]
-    ada_job = start(ada, adas).rsplit("/", 1)[1]
+    bob_job = bob.start_job(bobs, "csrfmiddlewaretoken").rsplit("/", 1)[1]
+    ada_job = ada.start_job(adas, "csrfmiddlewaretoken").rsplit("/", 1)[1]
     for k in (bobs, adas):
         bob.get(f"/t/release/{k}")
 
@@ -210,17 +170,15 @@ def test_head_and_405_through_django_under_gunicorn(server: Program) -> None:
     token = hidden_field(bob.get("/t/jobs/").body, "csrfmiddlewaretoken")
     reply = bob.request("PUT", f"/t/stream/?key={k}", headers={"X-CSRFToken": token})
     assert reply.status == 405 and reply.headers["allow"] == "GET, HEAD, POST"
-    assert runs(bob, k) == 0
+    assert bob.runs(k) == 0
 
 
 def test_the_example_runs_as_its_docstring_says(tmp_path: Path) -> None:
     env = {"EXAMPLE_DJANGO_DB": str(tmp_path / "db.sqlite3"), "DJANGO_SUPERUSER_PASSWORD": "pw"}
     settings = ["--settings", "examples.django_project.settings"]
-    _python(["-m", "django", "migrate", "--verbosity", "0", *settings], env)
-    _python(
-        ["-m", "django", "createsuperuser", "--noinput", "--username", "ada", "--email", "a@x.test", *settings], env
-    )
-    with _gunicorn(env) as program:
+    migrate = ["-m", "django", "migrate", "--verbosity", "0", *settings]
+    superuser = ["-m", "django", "createsuperuser", "--noinput", "--username", "ada", "--email", "a@x.test"]
+    with django_example(env, setup=(migrate, [*superuser, *settings])) as program:
         assert Session(program.url).get("/ops/reindex/").status == 302
         ada = login(program.url, "ada")
         assert "Catalogue admin" in ada.get("/").text

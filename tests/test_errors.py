@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import urllib.request
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import pytest
-from servers import wsgiref_server
 
-from tests.apps.core_client import TestApp
+from tests.inproc import TestApp
+from tests.servers import wsgiref_server
+from tests.wire import ndjson_objects
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.errors")
@@ -21,10 +21,6 @@ log = logging.getLogger("tests.errors")
 def explodes() -> NoReturn:
     log.info("working")
     raise KeyError("missing-key")
-
-
-def _ndjson(body: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in body.splitlines()]
 
 
 def test_a_failing_target_shows_type_message_and_traceback_and_ends_with_error() -> None:
@@ -38,7 +34,7 @@ def test_a_failing_target_shows_type_message_and_traceback_and_ends_with_error()
 
 
 def test_ndjson_end_carries_error_and_traceback() -> None:
-    end = _ndjson(TestApp(logstream(explodes)).get("/?format=ndjson").text)[-1]
+    end = ndjson_objects(TestApp(logstream(explodes)).get("/?format=ndjson").text)[-1]
     assert end["event"] == "end"
     assert end["status"] == "error"
     assert end["error"] == "KeyError: 'missing-key'"
@@ -74,7 +70,7 @@ def test_system_exit_in_the_target_is_an_error_in_the_stream_not_a_dead_worker(
         sys.exit(3)
 
     with caplog.at_level(logging.ERROR, logger="wsgi_logstream"):
-        end = _ndjson(TestApp(logstream(exits)).get("/?format=ndjson").text)[-1]
+        end = ndjson_objects(TestApp(logstream(exits)).get("/?format=ndjson").text)[-1]
     assert end["status"] == "error"
     assert end["error"] == "SystemExit: 3"
 
@@ -90,9 +86,9 @@ def test_the_server_keeps_serving_after_a_target_fails(caplog: pytest.LogCapture
 
     with caplog.at_level(logging.ERROR, logger="wsgi_logstream"), wsgiref_server(logstream(fails_once)) as url:
         with urllib.request.urlopen(f"{url}/?format=ndjson", timeout=10) as reply:
-            first = _ndjson(reply.read().decode())
+            first = ndjson_objects(reply.read().decode())
         with urllib.request.urlopen(f"{url}/?format=ndjson", timeout=10) as reply:
-            second = _ndjson(reply.read().decode())
+            second = ndjson_objects(reply.read().decode())
     assert first[-1]["status"] == "error"
     assert second[-1]["status"] == "ok"
     assert [o["message"] for o in second if o["event"] == "log"] == ["second call works"]
@@ -106,7 +102,7 @@ def test_the_traceback_shown_starts_at_the_targets_own_frame() -> None:
         parse_row()
 
     body = TestApp(logstream(failing_import)).get("/?format=ndjson").body
-    trace = [json.loads(line) for line in body.decode().splitlines()][-1]["traceback"]
+    trace = ndjson_objects(body)[-1]["traceback"]
     frames = [line for line in trace.splitlines() if line.lstrip().startswith("File ")]
     assert "in failing_import" in frames[0] and "in parse_row" in frames[1], trace
     assert "wsgi_logstream" not in trace

@@ -13,8 +13,9 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-from nginx import EXAMPLES, assert_ended_ok, gunicorn_with
-from servers import Program, RawClient, free_port
+
+from tests.nginx import EXAMPLES, assert_ended_ok, gunicorn_with
+from tests.servers import Program, RawClient, free_port
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -10,7 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.apps.core_client import call, parse_sse
+from tests.inproc import call
+from tests.wire import ndjson_objects, parse_sse
 from wsgi_logstream import jobs, logstream
 
 log = logging.getLogger("tests.filter")
@@ -63,18 +63,18 @@ def test_a_grep_alone_keeps_only_matching_lines_of_a_plain_stream() -> None:
 def test_a_filtered_sse_stream_keeps_the_logs_own_ids_so_resuming_is_exact() -> None:
     app, job_id = _finished_job()
     with call(app, "format=sse&level=ERROR", path=f"/{job_id}") as stream:
-        events = [event for event in parse_sse(stream.read_to_end()) if event.type == "message"]
+        events = [event for event in parse_sse(stream.read_to_end()).events if event.type == "message"]
     assert [event.data for event in events] == ["ERROR disk 10 failed", "ERROR disk 20 failed", "ERROR disk 30 failed"]
-    assert [event.last_event_id for event in events] == ["10", "20", "30"]
+    assert [event.id for event in events] == ["10", "20", "30"]
     with call(app, "format=sse&level=ERROR", path=f"/{job_id}", headers={"Last-Event-ID": "10"}) as resumed:
-        again = [event for event in parse_sse(resumed.read_to_end()) if event.type == "message"]
-    assert [event.last_event_id for event in again] == ["20", "30"]
+        again = [event for event in parse_sse(resumed.read_to_end()).events if event.type == "message"]
+    assert [event.id for event in again] == ["20", "30"]
 
 
 def test_an_ndjson_since_resume_with_a_filter_keeps_the_real_sequence_numbers() -> None:
     app, job_id = _finished_job()
     with call(app, "format=ndjson&level=WARNING&since=12", path=f"/{job_id}") as stream:
-        objects = [json.loads(line) for line in stream.read_to_end().splitlines()]
+        objects = ndjson_objects(stream.read_to_end())
     assert [obj["seq"] for obj in objects if obj["event"] == "log"] == [15, 20, 25, 30]
     assert objects[-1]["event"] == "end" and objects[-1]["dropped"] == 0
 

@@ -10,21 +10,21 @@ the target waits for the test to release it.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 from typing import Any, Iterator
 
 import pytest
 from flask.testing import FlaskClient
-from servers import wait_until
 
 from tests.apps import flask_site, gates
-from tests.apps.core_client import TestApp, logging_snapshot
+from tests.apps.gates import read_live
+from tests.inproc import Chunks, TestApp, logging_snapshot
+from tests.servers import wait_until
+from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, records, summary
 from wsgi_logstream import jobs
 from wsgi_logstream.flask import MOUNTED, hook, owner
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 _keys = itertools.count()
 
 
@@ -58,44 +58,16 @@ def form_token(browser: FlaskClient, path: str = "/t/jobs/") -> str:
     return token(browser.get(path).text)
 
 
-class Stream:
+def streamed(response: Any) -> Chunks:
     """A streamed response read chunk by chunk, closed as a server closes it."""
-
-    def __init__(self, response: Any) -> None:
-        assert response.is_streamed, f"not streamed: {response.status} {response.data[:200]!r}"
-        self.response = response
-        self._chunks = iter(response.response)
-        self.body = b""
-
-    def read_until(self, marker: bytes, max_chunks: int = 1000) -> bytes:
-        for _ in range(max_chunks):
-            if marker in self.body:
-                return self.body
-            self.body += next(self._chunks)
-        raise AssertionError(f"{marker!r} not in {self.body[-300:]!r}")
-
-    def read_to_end(self) -> bytes:
-        for chunk in self._chunks:
-            self.body += chunk
-        self.close()
-        return self.body
-
-    def close(self) -> None:
-        self.response.close()
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    assert response.is_streamed, f"not streamed: {response.status} {response.data[:200]!r}"
+    return Chunks(response.response, response.close)
 
 
 def live(response: Any, k: str) -> bytes:
-    with Stream(response) as stream:
-        stream.read_until(f"first {k}".encode())
-        assert f"second {k}".encode() not in stream.body, "the target went on before it was released"
-        gates.release(k)
-        return stream.read_to_end()
+    """Read ``first k`` while the target waits, then release it and read to the end."""
+    with streamed(response) as stream:
+        return read_live(stream, k)
 
 
 def start_job(browser: FlaskClient, k: str) -> str:
@@ -132,7 +104,7 @@ def test_a_user_without_the_permission_gets_403_and_nothing_runs() -> None:
 def test_a_user_with_the_permission_sees_the_stream_live() -> None:
     k = key()
     body = live(client("bob").get(f"/t/stream/?key={k}", buffered=False), k)
-    assert b"-- ok (after" in body
+    assert summary(body, "text")["status"] == "ok"
     assert gates.runs[k] == 1
 
 
@@ -154,7 +126,7 @@ def test_the_jobs_list_form_carries_the_token_that_lets_its_post_through() -> No
     reply = bob.post(f"/t/jobs/?key={k}", data={"csrf_token": token(page), "note": "hi"})
     assert reply.status_code == 303
     gates.release(k)
-    with Stream(bob.get(reply.headers["Location"] + "?format=text", buffered=False)) as stream:
+    with streamed(bob.get(reply.headers["Location"] + "?format=text", buffered=False)) as stream:
         stream.read_to_end()
     assert gates.runs[k] == 1
     # Scripts send the token as Flask-WTF documents, in X-CSRFToken.
@@ -175,7 +147,7 @@ def test_cancel_needs_the_token_and_the_jobs_owner_or_an_admin() -> None:
     assert record is not None and not record.cancel_requested
     ada = client("ada")
     assert ada.post(f"{job}/cancel", data={"csrf_token": form_token(ada)}).status_code == 303
-    with Stream(bob.get(f"{job}?format=ndjson", buffered=False)) as stream:
+    with streamed(bob.get(f"{job}?format=ndjson", buffered=False)) as stream:
         assert b'"status":"cancelled"' in stream.read_to_end()
 
 
@@ -217,7 +189,7 @@ def test_a_stream_is_marked_so_compressors_leave_it_alone() -> None:
 
 def test_closing_the_response_closes_the_stream_and_cancels_its_operation() -> None:
     k = key()
-    with Stream(client("bob").get(f"/t/stream/?key={k}", buffered=False)) as stream:
+    with streamed(client("bob").get(f"/t/stream/?key={k}", buffered=False)) as stream:
         stream.read_until(f"first {k}".encode())
     wait_until(lambda: flask_site.stream.running == 0, 10, "the operation to end")
     assert gates.runs[k] == 1
@@ -238,13 +210,13 @@ def test_the_hosts_logging_is_untouched() -> None:
 def test_each_format_streams_to_its_end_through_flask(fmt: str) -> None:
     k = key()
     gates.release(k)
-    with Stream(client("bob").get(f"/t/stream/?key={k}&format={fmt}", buffered=False)) as stream:
+    response = client("bob").get(f"/t/stream/?key={k}&format={fmt}", buffered=False)
+    with streamed(response) as stream:
         body = stream.read_to_end()
-    media = {"text": "text/plain", "html": "text/html", "sse": "text/event-stream", "ndjson": "application/x-ndjson"}
-    assert stream.response.headers["Content-Type"].startswith(media[fmt])
-    assert f"second {k}".encode() in body
-    end = {"text": b"-- ok (after", "html": b"</html>", "sse": b"event: end", "ndjson": b'"event":"end"'}
-    assert end[fmt] in body
+    assert response.headers["Content-Type"] == MEDIA_TYPES[fmt]
+    lines = [line for _, line in records(body, fmt)]
+    assert len(lines) == 2 and lines[0].endswith(f"first {k}") and lines[1].endswith(f"second {k}"), lines
+    assert summary(body, fmt)["status"] == "ok"
 
 
 def test_streams_keep_their_buffering_headers_through_flask() -> None:
@@ -263,14 +235,14 @@ def test_a_job_resumes_after_the_line_a_viewer_had_through_flask() -> None:
     bob = client("bob")
     job = start_job(bob, k)
     gates.release(k)
-    with Stream(bob.get(f"{job}?format=ndjson", buffered=False)) as stream:
+    with streamed(bob.get(f"{job}?format=ndjson", buffered=False)) as stream:
         whole = stream.read_to_end()
-    first = next(json.loads(line) for line in whole.splitlines() if b'"event":"log"' in line)
-    with Stream(bob.get(f"{job}?format=ndjson&since={first['seq']}", buffered=False)) as stream:
+    first = next(o for o in ndjson_objects(whole) if o["event"] == "log")
+    with streamed(bob.get(f"{job}?format=ndjson&since={first['seq']}", buffered=False)) as stream:
         rest = stream.read_to_end()
     assert f"first {k}".encode() not in rest and f"second {k}".encode() in rest
     headers = {"Last-Event-ID": str(first["seq"])}
-    with Stream(bob.get(f"{job}?format=sse", headers=headers, buffered=False)) as stream:
+    with streamed(bob.get(f"{job}?format=sse", headers=headers, buffered=False)) as stream:
         assert f"first {k}".encode() not in stream.read_to_end()
 
 
@@ -295,7 +267,7 @@ def test_a_method_the_stream_does_not_serve_is_405_with_allow_through_flask() ->
 def test_past_max_concurrent_is_503_with_retry_after_through_flask() -> None:
     first, second = key(), key()
     browser = client()
-    with Stream(browser.get(f"/t/busy/?key={first}", buffered=False)) as stream:
+    with streamed(browser.get(f"/t/busy/?key={first}", buffered=False)) as stream:
         stream.read_until(f"first {first}".encode())
         reply = browser.get(f"/t/busy/?key={second}")
         assert reply.status_code == 503

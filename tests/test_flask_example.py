@@ -14,10 +14,10 @@ import sys
 from typing import Iterator
 
 import pytest
-from nginx import EXAMPLES, assert_ended_ok, gunicorn_with
-from servers import Program, free_port
 
 from tests.apps.http_session import Session, hidden_field
+from tests.nginx import EXAMPLES, assert_ended_ok, gunicorn_with
+from tests.servers import Program, free_port
 
 pytestmark = pytest.mark.servers
 _keys = itertools.count()
@@ -44,24 +44,13 @@ def login(url: str, user: str) -> Session:
     return session
 
 
-def runs(session: Session, k: str) -> int:
-    return int(session.get(f"/t/runs/{k}").body)
-
-
-def start(session: Session, k: str) -> str:
-    token = hidden_field(session.get("/t/jobs/").body, "csrf_token")
-    reply = session.post(f"/t/jobs/?key={k}", {"csrf_token": token})
-    assert reply.status == 303, reply.text
-    return reply.headers["location"]
-
-
 def test_anonymous_is_sent_to_the_login_page_and_nothing_runs_under_gunicorn(server: Program) -> None:
     k = key()
     anonymous = Session(server.url)
     reply = anonymous.get(f"/t/stream/?key={k}")
     assert reply.status == 302 and reply.headers["location"].startswith("/login?next=")
     assert anonymous.post(f"/t/jobs/?key={k}").status == 400  # CSRFProtect comes first
-    assert runs(anonymous, k) == 0
+    assert anonymous.runs(k) == 0
 
 
 def test_a_user_without_the_permission_gets_403_and_nothing_runs_under_gunicorn(server: Program) -> None:
@@ -70,7 +59,7 @@ def test_a_user_without_the_permission_gets_403_and_nothing_runs_under_gunicorn(
     assert carol.get(f"/t/stream/?key={k}").status == 403
     token = hidden_field(carol.get("/t/jobs/").body, "csrf_token")
     assert carol.post(f"/t/jobs/?key={k}", {"csrf_token": token}).status == 403
-    assert runs(carol, k) == 0
+    assert carol.runs(k) == 0
 
 
 def test_a_user_with_the_permission_sees_the_stream_live_under_gunicorn(server: Program) -> None:
@@ -83,7 +72,7 @@ def test_a_user_with_the_permission_sees_the_stream_live_under_gunicorn(server: 
         assert bob.get(f"/t/release/{k}").status == 200
         body = client.read_to_end()
     assert_ended_ok("text", body)
-    assert runs(bob, k) == 1
+    assert bob.runs(k) == 1
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_each_sees_their_own_jobs_under_gunicorn(
@@ -92,10 +81,10 @@ def test_a_post_without_the_csrf_token_is_refused_and_each_sees_their_own_jobs_u
     bob, ada, carol = (login(server.url, name) for name in ("bob", "ada", "carol"))
     k = key()
     assert bob.post(f"/t/jobs/?key={k}", {"note": "no token"}).status == 400
-    assert runs(bob, k) == 0
-    bob_job = start(bob, k)
+    assert bob.runs(k) == 0
+    bob_job = bob.start_job(k, "csrf_token")
     adas = key()
-    ada_job = start(ada, adas)
+    ada_job = ada.start_job(adas, "csrf_token")
     token = hidden_field(bob.get("/t/jobs/").body, "csrf_token")
     assert bob.post(f"{bob_job}/cancel").status == 400
     assert bob.post(f"{bob_job}/cancel", {"csrf_token": token}).status == 303

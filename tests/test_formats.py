@@ -10,25 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from servers import RawClient, wsgiref_server
 
-from tests.apps.core_client import TestApp, call, parse_sse
 from tests.apps.targets import CountingTarget
+from tests.inproc import TestApp, call
+from tests.servers import RawClient, wsgiref_server
+from tests.wire import MEDIA_TYPES, ndjson_objects, parse_html, parse_sse, summary
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.formats")
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
-MEDIA = {
-    "text": "text/plain; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-    "sse": "text/event-stream",
-    "ndjson": "application/x-ndjson",
-}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers"}
 HOP_BY_HOP |= {"transfer-encoding", "upgrade"}
 
@@ -51,10 +45,10 @@ def _app(target: Any = two_lines, **options: Any) -> TestApp:
 # -- negotiation ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_format_query_parameter_picks_the_format_and_its_content_type(name: str) -> None:
     response = _app().get(f"/?format={name}", headers={"Accept": "text/html"})
-    assert response.headers["Content-Type"] == MEDIA[name]
+    assert response.headers["Content-Type"] == MEDIA_TYPES[name]
 
 
 @pytest.mark.parametrize(
@@ -76,15 +70,13 @@ def test_format_query_parameter_picks_the_format_and_its_content_type(name: str)
 def test_accept_header_negotiates_the_format(accept: str | None, expected: str) -> None:
     headers = {"Accept": accept} if accept is not None else {}
     response = _app().get("/", headers=headers)
-    assert response.headers["Content-Type"] == MEDIA[expected]
+    assert response.headers["Content-Type"] == MEDIA_TYPES[expected]
 
 
 def test_unknown_format_is_a_400_naming_the_accepted_values_and_runs_nothing() -> None:
     counter = CountingTarget("tests.formats")
     response = _app(counter).get("/?format=xml", status=400)
-    for name in MEDIA:
-        assert name in response.text
-    assert "xml" in response.text
+    assert response.text == "unknown format 'xml': use one of text, html, sse, ndjson\n"
     assert counter.runs == 0
 
 
@@ -117,58 +109,16 @@ def test_text_keeps_a_traceback_on_the_lines_it_spans() -> None:
 
 # -- html ------------------------------------------------------------------------
 
-VOID = {"meta", "link", "br", "hr", "img", "input", "wbr", "col", "area", "base", "source", "track", "embed"}
-
-
-class _Tree(HTMLParser):
-    """Checks nesting and collects elements and text, as a browser's parser would see them."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.seen: list[tuple[str, tuple[str, ...], dict[str, str | None]]] = []
-        self.text: list[tuple[tuple[str, ...], str]] = []
-        self.decl: list[str] = []
-        self.comments: list[str] = []
-        self.closed: list[str] = []
-
-    def handle_decl(self, decl: str) -> None:
-        self.decl.append(decl)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.seen.append((tag, tuple(self.stack), dict(attrs)))
-        if tag not in VOID:
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack}"
-        self.stack.pop()
-        self.closed.append(tag)
-
-    def handle_data(self, data: str) -> None:
-        self.text.append((tuple(self.stack), data))
-
-    def handle_comment(self, data: str) -> None:
-        self.comments.append(data)
-
-
-def parse_html(body: str) -> _Tree:
-    tree = _Tree()
-    tree.feed(body)
-    tree.close()
-    return tree
-
 
 def test_html_is_a_valid_document_from_its_first_chunk() -> None:
     with call(logstream(two_lines), "format=html") as stream:
         head = stream.next()
         stream.read_to_end()
     assert head.lower().startswith(b"<!doctype html>")
-    tree = parse_html(stream.body.decode())
-    assert [d.lower() for d in tree.decl] == ["doctype html"]
-    assert tree.stack == [], f"unclosed elements {tree.stack}"
-    assert tree.closed[-1] == "html"
-    tags = {tag: parents for tag, parents, _ in tree.seen}
+    tree = parse_html(stream.body)  # fails on an element left open or closed out of order
+    assert [d.lower() for d in tree.declarations] == ["doctype html"]
+    assert stream.body.rstrip().endswith(b"</html>")
+    tags = {tag: parents for tag, parents, _ in tree.elements}
     assert tags["html"] == ()
     assert tags["head"] == ("html",) and tags["body"] == ("html",)
     assert tags["title"] == ("html", "head")
@@ -181,11 +131,13 @@ def test_html_escapes_a_logged_tag_so_it_is_text_never_an_element() -> None:
 
     body = _app(logs_markup).get("/?format=html").text
     tree = parse_html(body)
-    in_log = {tag for tag, parents, _ in tree.seen if "pre" in parents}
+    in_log = {tag for tag, parents, _ in tree.elements if "pre" in parents}
     assert not in_log & {"script", "b"}, in_log
     baseline = parse_html(_app().get("/?format=html").text)
-    assert [tag for tag, _, _ in tree.seen].count("script") == [tag for tag, _, _ in baseline.seen].count("script")
-    text = "".join(data for parents, data in tree.text if "pre" in parents)
+    assert [tag for tag, _, _ in tree.elements].count("script") == [tag for tag, _, _ in baseline.elements].count(
+        "script"
+    )
+    text = "".join(data for parents, data in tree.texts if "pre" in parents)
     assert "<script>alert(1)</script> & <b>bold</b>" in text
 
 
@@ -193,18 +145,18 @@ def test_html_ends_with_a_visible_summary_and_closes_the_document() -> None:
     body = _app().get("/?format=html").text
     assert body.rstrip().endswith("</html>")
     tree = parse_html(body)
-    ends = [attrs for tag, _, attrs in tree.seen if attrs.get("id") == "end"]
+    ends = [attrs for tag, _, attrs in tree.elements if attrs.get("id") == "end"]
     assert len(ends) == 1
     assert ends[0]["data-status"] == "ok"
-    visible = [data for parents, data in tree.text if parents and parents[-1] == "p"]
+    visible = [data for parents, data in tree.texts if parents and parents[-1] == "p"]
     assert any(re.search(r"ok \(after \d+\.\d\ds: 2 lines, 0 dropped\)", data) for data in visible), visible
 
 
 def test_html_summary_says_error_when_the_target_fails() -> None:
     tree = parse_html(_app(failing).get("/?format=html").text)
-    ends = [attrs for tag, _, attrs in tree.seen if attrs.get("id") == "end"]
+    ends = [attrs for tag, _, attrs in tree.elements if attrs.get("id") == "end"]
     assert ends[0]["data-status"] == "error"
-    assert "RuntimeError: it broke" in "".join(data for _, data in tree.text)
+    assert "RuntimeError: it broke" in "".join(data for _, data in tree.texts)
 
 
 # -- sse ---------------------------------------------------------------------------
@@ -212,8 +164,8 @@ def test_html_summary_says_error_when_the_target_fails() -> None:
 
 def test_sse_sends_each_record_as_one_event_with_its_sequence_as_id() -> None:
     response = _app(formatter="%(message)s").get("/?format=sse")
-    events = parse_sse(response.body)
-    assert [(e.type, e.data, e.last_event_id) for e in events[:2]] == [("message", "one", "1"), ("message", "two", "2")]
+    events = parse_sse(response.body).events
+    assert [(e.type, e.data, e.id) for e in events[:2]] == [("message", "one", "1"), ("message", "two", "2")]
     assert len(events) == 3
 
 
@@ -225,22 +177,22 @@ def test_sse_multi_line_message_is_several_data_lines_and_cannot_forge_an_event(
         log.info("after")
 
     body = _app(logs_forgery, formatter="%(message)s").get("/?format=sse").body
-    events = parse_sse(body)
+    events = parse_sse(body).events
     assert [e.type for e in events] == ["message", "message", "end"], events
     assert events[0].data == forged.replace("\r\n", "\n").replace("\r", "\n")
-    assert events[0].last_event_id == "1"
+    assert events[0].id == "1"
     assert events[1].data == "after"
     assert json.loads(events[2].data)["status"] == "ok"
 
 
 def test_sse_end_event_carries_status_and_the_error_when_the_target_failed() -> None:
-    ok = parse_sse(_app().get("/?format=sse").body)[-1]
+    ok = parse_sse(_app().get("/?format=sse").body).events[-1]
     assert ok.type == "end"
     summary = json.loads(ok.data)
     assert summary["status"] == "ok" and "error" not in summary
     assert {"elapsed", "dropped"} <= summary.keys()
 
-    failed = parse_sse(_app(failing).get("/?format=sse").body)[-1]
+    failed = parse_sse(_app(failing).get("/?format=sse").body).events[-1]
     assert failed.type == "end"
     summary = json.loads(failed.data)
     assert summary["status"] == "error"
@@ -253,7 +205,7 @@ def test_sse_end_event_carries_status_and_the_error_when_the_target_failed() -> 
 def test_ndjson_is_one_object_per_record_and_ends_with_the_summary() -> None:
     body = _app().get("/?format=ndjson").text
     assert body.endswith("\n")
-    objects = [json.loads(line) for line in body.splitlines()]
+    objects = ndjson_objects(body)
     records = [o for o in objects if o.get("event") == "log"]
     assert [(r["seq"], r["level"], r["logger"], r["message"], r["line"]) for r in records] == [
         (1, "INFO", "tests.formats", "one", "INFO tests.formats: one"),
@@ -270,7 +222,7 @@ def test_ndjson_keeps_a_multi_line_message_in_one_object() -> None:
     def multi() -> None:
         log.info('a\nb "quoted"\n{"event":"end"}')
 
-    objects = [json.loads(line) for line in _app(multi).get("/?format=ndjson").text.splitlines()]
+    objects = ndjson_objects(_app(multi).get("/?format=ndjson").text)
     records = [o for o in objects if o.get("event") == "log"]
     assert [r["message"] for r in records] == ['a\nb "quoted"\n{"event":"end"}']
     assert [o["event"] for o in objects].count("end") == 1
@@ -285,33 +237,16 @@ def test_ndjson_end_object_has_error_status_when_the_target_failed() -> None:
 # -- every format ------------------------------------------------------------------
 
 
-def _summary_of(name: str, body: bytes) -> dict[str, Any]:
-    """Status, elapsed and dropped, read from the format's own summary."""
-    if name in ("text", "html"):
-        text = body.decode()
-        found = re.findall(
-            r"(ok|error|timeout|cancelled)(?:: [^(]*)? \(after (\d+\.\d+)s: \d+ lines?, (\d+) dropped\)", text
-        )
-        assert found, text[-300:]
-        status, elapsed, dropped = found[-1]
-        return {"status": status, "elapsed": float(elapsed), "dropped": int(dropped)}
-    if name == "sse":
-        end = parse_sse(body)[-1]
-        assert end.type == "end"
-        return dict(json.loads(end.data))
-    return dict(json.loads(body.splitlines()[-1]))
-
-
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_every_format_ends_with_a_summary_of_status_elapsed_and_dropped(name: str) -> None:
-    for target, status in ((two_lines, "ok"), (failing, "error")):
-        summary = _summary_of(name, _app(target).get(f"/?format={name}").body)
-        assert summary["status"] == status
-        assert summary["dropped"] == 0
-        assert summary["elapsed"] >= 0
+    for target, status, lines in ((two_lines, "ok", 2), (failing, "error", 1)):
+        end = summary(_app(target).get(f"/?format={name}").body, name)
+        assert (end["status"], end["records"]) == (status, lines)
+        assert end["dropped"] == 0
+        assert end["elapsed"] >= 0
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(name: str) -> None:
     with call(logstream(two_lines), f"format={name}") as stream:
         stream.read_to_end()
@@ -319,7 +254,7 @@ def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(na
     assert stream.header("Cache-Control") == "no-store"
     assert stream.header("X-Accel-Buffering") == "no"
     assert stream.header("X-Content-Type-Options") == "nosniff"
-    assert stream.header("Content-Type") == MEDIA[name]
+    assert stream.header("Content-Type") == MEDIA_TYPES[name]
     assert stream.header("Content-Length") is None
     names = {k.lower() for k, _ in stream.headers}
     assert not names & HOP_BY_HOP
@@ -328,7 +263,7 @@ def test_every_stream_sends_the_no_buffering_headers_and_no_hop_by_hop_header(na
 def test_a_real_server_sends_no_content_length_for_a_stream() -> None:
     """WebTest may add a Content-Length; a real server shows what the app sent."""
     with wsgiref_server(logstream(two_lines)) as url:
-        for name in MEDIA:
+        for name in MEDIA_TYPES:
             with RawClient(url, f"/?format={name}") as client:
                 client.read_to_end()
             assert client.status == 200
@@ -338,12 +273,12 @@ def test_a_real_server_sends_no_content_length_for_a_stream() -> None:
             assert client.headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize("name", list(MEDIA))
+@pytest.mark.parametrize("name", list(MEDIA_TYPES))
 def test_head_answers_the_headers_without_running_the_target(name: str) -> None:
     counter = CountingTarget("tests.formats")
     response = _app(counter).head(f"/?format={name}")
     assert response.status_int == 200
-    assert response.headers["Content-Type"] == MEDIA[name]
+    assert response.headers["Content-Type"] == MEDIA_TYPES[name]
     assert response.headers["Cache-Control"] == "no-store"
     assert response.body == b""
     assert counter.runs == 0

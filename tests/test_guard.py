@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from servers import wait_until
 
-from tests.apps.core_client import call
+from tests.inproc import call
+from tests.servers import wait_until
 from wsgi_logstream import jobs, logstream
 from wsgi_logstream.guard import cross_site_refusal, normalise_origins
 from wsgi_logstream.options import Options

@@ -32,9 +32,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-from servers import Program, RawClient, gunicorn, wait_until, wsgiref_server
 
-from tests.apps.hostile_wire import dechunk, half_closed, ndjson_objects, read_all, snapshot, stats, stuck_socket
+from tests.inproc import snapshot
+from tests.servers import (
+    Program,
+    RawClient,
+    dechunk,
+    gunicorn,
+    half_closed,
+    read_all,
+    stats,
+    stuck_socket,
+    wait_until,
+    wsgiref_server,
+)
+from tests.wire import ndjson_objects
 from wsgi_logstream import logstream, wait_cancelled
 from wsgi_logstream.capture import current_sink
 

@@ -9,7 +9,6 @@ an open stream finish on its old worker while new requests go to the new one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -22,13 +21,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from servers import Program, RawClient, gunicorn, process_gone, wait_until, wsgiref_server
 
-from tests.apps.hostile_wire import call, ndjson_objects, parse_html, parse_sse, stats
+from tests.inproc import fetch
+from tests.servers import Program, RawClient, gunicorn, process_gone, stats, wait_until, wsgiref_server
+from tests.wire import FORMATS, ndjson_objects, records, summary
 from wsgi_logstream import cancelled, logstream, wait_cancelled
 
 log = logging.getLogger("tests.hostile.faults")
-FORMATS = ["text", "html", "sse", "ndjson"]
 
 TRIED: Counter[str] = Counter()
 FIGURES: list[str] = []
@@ -40,26 +39,6 @@ def _print_counts() -> Iterator[None]:
     print("\n[faults] " + ", ".join(f"{key}: {count}" for key, count in sorted(TRIED.items())))
     for line in FIGURES:
         print(f"[faults] {line}")
-
-
-def _summary(body: bytes, fmt: str) -> dict[str, Any]:
-    """status, error and traceback as each format's reader finds them."""
-    if fmt == "ndjson":
-        end = ndjson_objects(body)[-1]
-        assert end["event"] == "end"
-        return {"status": end["status"], "text": f"{end.get('error')}\n{end.get('traceback')}"}
-    if fmt == "sse":
-        end = parse_sse(body).events[-1]
-        assert end["type"] == "end"
-        data = json.loads(end["data"])
-        return {"status": data["status"], "text": f"{data.get('error')}\n{data.get('traceback')}"}
-    if fmt == "html":
-        doc = parse_html(body)
-        return {"status": doc.end_status, "text": f"{doc.end_text}\n{doc.traceback}"}
-    text = body.decode()
-    last = text.rstrip("\n").rsplit("\n", 1)[-1]
-    assert last.startswith("-- ") and last.endswith(" --")
-    return {"status": last[3:].split(" ", 1)[0].rstrip(":"), "text": text}
 
 
 def raises() -> None:
@@ -96,12 +75,12 @@ FAULTS: dict[str, tuple[Callable[[], None], str]] = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_a_failing_target_ends_the_stream_with_an_error_summary(fault: str, fmt: str) -> None:
     target, error = FAULTS[fault]
-    reply = call(logstream(target, formatter="%(message)s"), f"format={fmt}")
-    assert reply.status == 200
-    summary = _summary(reply.body, fmt)
-    assert summary["status"] == "error" and error in summary["text"]
-    assert "Traceback (most recent call last)" in summary["text"]
-    assert b"before the fault" in reply.body
+    reply = fetch(logstream(target, formatter="%(message)s"), f"format={fmt}")
+    assert reply.code == 200
+    end = summary(reply.body, fmt)
+    assert end["status"] == "error" and error in end["error"]
+    assert end["traceback"].startswith("Traceback (most recent call last):")
+    assert [line for _, line in records(reply.body, fmt)] == ["before the fault"]
     TRIED[f"target {fault}"] += 1
 
 
@@ -110,11 +89,11 @@ def test_the_server_goes_on_serving_after_targets_exit_and_interrupt() -> None:
         for _ in range(3):
             with RawClient(url, "/?format=text") as client:
                 body = client.read_to_end()
-            assert b"-- error: SystemExit: 3" in body
+            assert summary(body, "text")["error"] == "SystemExit: 3"
         with wsgiref_server(logstream(interrupted)) as other, RawClient(other, "/?format=text") as client:
-            assert b"-- error: KeyboardInterrupt" in client.read_to_end()
+            assert summary(client.read_to_end(), "text")["error"] == "KeyboardInterrupt"
         with RawClient(url, "/?format=text") as client:
-            assert b"-- error: SystemExit: 3" in client.read_to_end()
+            assert summary(client.read_to_end(), "text")["error"] == "SystemExit: 3"
     TRIED["server alive after SystemExit/KeyboardInterrupt"] += 1
 
 
@@ -131,9 +110,9 @@ def test_a_target_that_never_returns_ends_at_timeout_and_sees_cancelled(fmt: str
         seen["after"] = time.monotonic() - started
 
     app = logstream(forever, timeout=0.3, formatter="%(message)s")
-    reply = call(app, f"format={fmt}")
-    summary = _summary(reply.body, fmt)
-    assert summary["status"] == "timeout" and "timed out after 0.3s" in summary["text"]
+    reply = fetch(app, f"format={fmt}")
+    end = summary(reply.body, fmt)
+    assert end["status"] == "timeout" and end["error"].startswith("timed out after 0.3s"), end
     wait_until(lambda: seen.get("cancelled"), message="the target to see cancelled()")
     wait_until(lambda: app.running == 0, message="the target to return")
     TRIED["target never returns (timeout)"] += 1
@@ -149,7 +128,7 @@ def test_a_target_that_ignores_cancellation_still_has_its_stream_end_at_timeout(
     app = logstream(stubborn, timeout=0.3, formatter="%(message)s")
     try:
         started = time.monotonic()
-        reply = call(app, "format=ndjson")
+        reply = fetch(app, "format=ndjson")
         took = time.monotonic() - started
         end = ndjson_objects(reply.body)[-1]
         assert end["status"] == "timeout"
@@ -176,12 +155,12 @@ def test_a_formatter_that_raises_still_shows_the_record_with_a_note(fmt: str) ->
         log.info("%d is not a number", "x")  # bad %-args: getMessage raises inside the formatter
         log.info("fine after")
 
-    reply = call(logstream(target, formatter=BrokenFormatter("%(message)s")), f"format={fmt}")
+    reply = fetch(logstream(target, formatter=BrokenFormatter("%(message)s")), f"format={fmt}")
     body = reply.body.decode()
     assert "fine before" in body and "fine after" in body
     assert "boom here" in body and "formatter exploded" in body
     assert "is not a number" in body and "formatter failed" in body
-    assert _summary(reply.body, fmt)["status"] == "ok"
+    assert summary(reply.body, fmt)["status"] == "ok"
     if fmt == "ndjson":
         assert [o["event"] for o in ndjson_objects(reply.body)].count("log") == 4
     TRIED["formatter raises"] += 1
@@ -224,7 +203,7 @@ def test_a_worker_killed_mid_stream_leaves_a_stream_the_client_can_tell_was_cut(
     assert '"event":"end"' not in ndjson_body
     new = wait_until(lambda: (pid := stats(server.url)["pid"]) != worker and pid, 30, "a new worker")
     with RawClient(server.url, "/tiny?format=text") as after:
-        assert b"-- ok" in after.read_to_end()
+        assert summary(after.read_to_end(), "text")["status"] == "ok"
     TRIED["worker SIGKILLed mid-stream"] += 2
     FIGURES.append(f"SIGKILL: worker {worker} killed with 2 open streams, both cut without a summary; {new} serves")
 
@@ -246,7 +225,7 @@ def test_a_reload_lets_open_streams_finish_on_the_old_worker_and_serves_new_ones
         os.kill(server.proc.pid, signal.SIGHUP)
         new = wait_until(lambda: (pid := stats(server.url)["pid"]) != old and pid, 30, "a new worker")
         with RawClient(server.url, "/tiny?format=text") as fresh:
-            assert b"-- ok" in fresh.read_to_end()
+            assert summary(fresh.read_to_end(), "text")["status"] == "ok"
         # The old worker no longer takes requests, but its stream goes on: release it through a file.
         flag.touch()
         finished = finishing.read_to_end(timeout=30).decode()

@@ -9,7 +9,6 @@ would blow the bound many times over.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -17,10 +16,10 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from servers import Program, RawClient, gunicorn, wait_until
 
 from tests.apps.hostile_app import MAX_BUFFER
-from tests.apps.hostile_wire import dechunk, read_all, stats, stuck_socket
+from tests.servers import Program, RawClient, dechunk, gunicorn, read_all, stats, stuck_socket, wait_until
+from tests.wire import ndjson_objects
 
 MB = 1 << 20
 FLOOD = 1_000_000
@@ -124,8 +123,7 @@ def test_one_10mb_record_arrives_whole_with_memory_bounded(server: Program, fmt:
         body = client.read_to_end(timeout=60)
     assert stats(server.url, key)["state"].get("finished")
     if fmt == "ndjson":
-        lines = body.decode().rstrip("\n").split("\n")
-        objects = [json.loads(line) for line in lines]
+        objects = ndjson_objects(body)
         records = [o["message"] for o in objects if o["event"] == "log"]
         assert records == ["big record follows", "B" * (BIG * MB), "big done"]
         assert objects[-1]["event"] == "end" and objects[-1]["status"] == "ok"

@@ -1,7 +1,7 @@
 """Hostile log messages: nothing a record contains can escape its place in any format.
 
 Every message below is logged as one record, in every format, and read back by
-the strict readers in ``tests/apps/hostile_wire.py``: the HTML page keeps every
+the strict readers in ``tests/wire.py``: the HTML page keeps every
 record as text inside ``<pre id="log">`` (no element, comment or script comes
 from a record), SSE never carries a forged event, id or retry field, NDJSON is
 one strict JSON object per line, and text never carries a byte a terminal would
@@ -22,8 +22,9 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.apps.hostile_wire import (
-    call,
+from tests.inproc import fetch
+from tests.wire import (
+    FORMATS,
     check_text,
     expected_json,
     expected_visible,
@@ -38,7 +39,6 @@ from wsgi_logstream.options import Options
 
 log = logging.getLogger("tests.hostile.injection")
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 
 #: One record each. The names say what each tries to break.
 HOSTILE: dict[str, str] = {
@@ -67,8 +67,8 @@ HOSTILE: dict[str, str] = {
 
 def _run(target: Callable[[], Any], fmt: str, **options: Any) -> bytes:
     options.setdefault("formatter", "%(message)s")
-    reply = call(logstream(target, **options), f"format={fmt}")
-    assert reply.status == 200
+    reply = fetch(logstream(target, **options), f"format={fmt}")
+    assert reply.code == 200
     return reply.body
 
 
@@ -92,12 +92,12 @@ def _records(body: bytes, fmt: str, *, ansi: bool = False) -> list[str]:
         assert not stream.pending, "the stream ended inside an event"
         assert set(stream.fields) <= {"id", "event", "data", "retry"}, stream.fields
         assert stream.retries == [3000], f"retry forged: {stream.retries}"
-        types = [e["type"] for e in stream.events]
+        types = [e.type for e in stream.events]
         assert set(types) <= {"message", "progress", "end"}, f"forged event type in {Counter(types)}"
         assert types[-1] == "end" and types.count("end") == 1
-        ids = [int(e["id"]) for e in stream.events]
+        ids = [int(e.id) for e in stream.events]
         assert ids == sorted(ids) and len(set(ids)) == len(ids), f"ids forged or out of order: {ids}"
-        return [e["data"] for e in stream.of_type("message")]
+        return [e.data for e in stream.of_type("message")]
     if fmt == "html":
         doc = parse_html(body)
         assert doc.end_status is not None
@@ -144,7 +144,7 @@ def test_hostile_logger_name_exception_and_progress_cannot_break_out(fmt: str) -
     elif fmt == "sse":
         stream = parse_sse(body)
         assert set(stream.fields) <= {"id", "event", "data", "retry"} and stream.retries == [3000]
-        assert [e["type"] for e in stream.events] == ["message", "progress", "progress", "end"]
+        assert [e.type for e in stream.events] == ["message", "progress", "progress", "end"]
     elif fmt == "html":
         doc = parse_html(body)
         assert doc.end_status == "error" and len(doc.records) == 1 and len(doc.progress) == 2
@@ -267,7 +267,7 @@ def test_a_redacted_secret_in_a_progress_message_or_logger_name_does_not_show(fm
 
     body = _run(target, fmt, redact=True, formatter="%(name)s %(message)s")
     query = "&detail=1" if fmt == "sse" else ""
-    detail = call(logstream(target, redact=True), f"format={fmt}{query}").body
+    detail = fetch(logstream(target, redact=True), f"format={fmt}{query}").body
     assert SECRET not in body.decode() and SECRET not in detail.decode()
 
 

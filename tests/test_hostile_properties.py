@@ -1,6 +1,6 @@
 """Properties over arbitrary messages, logger names, levels, query strings and headers.
 
-Hypothesis writes the inputs; the strict readers in ``tests/apps/hostile_wire.py``
+Hypothesis writes the inputs; the strict readers in ``tests/wire.py``
 read every response back. The claims: every response is valid for its format and
 decodes to exactly the records that were logged, in order (NDJSON, SSE and HTML
 exactly; text, whose records may themselves hold line breaks, as the escaped
@@ -19,8 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.apps.hostile_wire import (
-    call,
+from tests.apps.targets import CountingTarget
+from tests.inproc import fetch
+from tests.wire import (
+    FORMATS,
     check_text,
     expected_json,
     expected_text,
@@ -31,10 +33,8 @@ from tests.apps.hostile_wire import (
     parse_sse,
     terminal_state,
 )
-from tests.apps.targets import CountingTarget
 from wsgi_logstream import logstream
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 LINE_FORMAT = "%(levelname)s|%(name)s|%(message)s"
 
 EXAMPLES = settings(
@@ -143,8 +143,8 @@ def test_every_format_decodes_to_exactly_the_records_logged_in_order(
 ) -> None:
     app = logstream(_emit(logged), level=1, formatter=LINE_FORMAT)
     query = "format=sse&detail=1" if fmt == "sse-detail" else f"format={fmt}"
-    reply = call(app, query)
-    assert reply.status == 200
+    reply = fetch(app, query)
+    assert reply.code == 200
     TRIED[f"{fmt} streams"] += 1
     TRIED[f"{fmt} records"] += len(logged)
     lines = _lines(logged)
@@ -154,16 +154,16 @@ def test_every_format_decodes_to_exactly_the_records_logged_in_order(
         assert _objects(found) == expected
     elif fmt == "sse-detail":
         stream = parse_sse(reply.body)
-        found = [json.loads(e["data"]) for e in stream.of_type("message")]
+        found = [json.loads(e.data) for e in stream.of_type("message")]
         expected = [(*row[:5], expected_json(row[5])) for row in _expected_objects(logged)]
         assert _objects(found) == expected
-        assert [int(e["id"]) for e in stream.of_type("message")] == list(range(1, len(logged) + 1))
+        assert [int(e.id) for e in stream.of_type("message")] == list(range(1, len(logged) + 1))
     elif fmt == "sse":
         stream = parse_sse(reply.body)
         assert set(stream.fields) <= {"id", "event", "data", "retry"} and stream.retries == [3000]
-        assert [e["type"] for e in stream.events] == ["message"] * len(logged) + ["end"]
-        assert [e["data"] for e in stream.of_type("message")] == [expected_visible(line) for line in lines]
-        assert [int(e["id"]) for e in stream.of_type("message")] == list(range(1, len(logged) + 1))
+        assert [e.type for e in stream.events] == ["message"] * len(logged) + ["end"]
+        assert [e.data for e in stream.of_type("message")] == [expected_visible(line) for line in lines]
+        assert [int(e.id) for e in stream.of_type("message")] == list(range(1, len(logged) + 1))
     elif fmt == "html":
         doc = parse_html(reply.body)
         assert doc.records == [expected_visible(line) + "\n" for line in _shown_lines(logged)]
@@ -246,9 +246,9 @@ def test_any_request_gets_a_valid_stream_or_a_short_plain_4xx_and_only_a_stream_
     sent = dict(extra)
     if accept is not None:
         sent["Accept"] = accept
-    reply = call(logstream(counter), query, method=method, headers=sent)
-    TRIED[f"requests answered {reply.status}"] += 1
-    if reply.status == 200:
+    reply = fetch(logstream(counter), query, method=method, headers=sent)
+    TRIED[f"requests answered {reply.code}"] += 1
+    if reply.code == 200:
         fmt = MEDIA[reply.content_type]
         if method == "HEAD":
             assert reply.body == b"" and counter.runs == 0
@@ -259,16 +259,16 @@ def test_any_request_gets_a_valid_stream_or_a_short_plain_4xx_and_only_a_stream_
         elif fmt == "sse":
             stream = parse_sse(reply.body)
             # detail=1 sends the JSON object; either way the one record is there, then the end.
-            assert [e["type"] for e in stream.events] == ["message", "end"]
-            assert "ran <1>" in stream.events[0]["data"]
+            assert [e.type for e in stream.events] == ["message", "end"]
+            assert "ran <1>" in stream.events[0].data
         elif fmt == "html":
             assert [r.endswith("ran <1>\n") for r in parse_html(reply.body).records] == [True]
         else:
             assert "ran <1>\n" in check_text(reply.body)
         return
-    assert reply.status in REJECTED, f"unexpected status {reply.status}"
+    assert reply.code in REJECTED, f"unexpected status {reply.code}"
     assert counter.runs == 0, "a rejected request ran the target"
-    if reply.status == 204:
+    if reply.code == 204:
         assert "Last-Event-ID" in sent and reply.body == b""
         return
     assert reply.content_type.startswith("text/plain")
@@ -295,8 +295,8 @@ def test_a_redacted_secret_never_shows_whatever_surrounds_it(fmt: str, secret: s
         logging.getLogger("hp.secret").info(message)
         raise RuntimeError(message)
 
-    reply = call(logstream(target, redact=True, formatter=LINE_FORMAT), f"format={fmt}")
-    assert reply.status == 200
+    reply = fetch(logstream(target, redact=True, formatter=LINE_FORMAT), f"format={fmt}")
+    assert reply.code == 200
     TRIED[f"{fmt} secrets redacted"] += 1
     text = reply.body.decode("utf-8")
     assert secret not in text

@@ -15,10 +15,11 @@ from collections import Counter
 from typing import Iterator
 
 import pytest
-from servers import RawClient, wait_until, wsgiref_server
 
-from tests.apps.hostile_wire import Reply, call
 from tests.apps.targets import CountingTarget
+from tests.inproc import Call, fetch
+from tests.servers import RawClient, wait_until, wsgiref_server
+from tests.wire import summary
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.hostile.requests")
@@ -32,15 +33,15 @@ def _print_counts() -> Iterator[None]:
     print("\n[requests] " + ", ".join(f"{key}: {count}" for key, count in sorted(TRIED.items())))
 
 
-def _assert_rejected(reply: Reply, status: int, *, mentions: str) -> None:
-    assert reply.status == status, f"expected {status}, got {reply.status}: {reply.body[:200]!r}"
+def _assert_rejected(reply: Call, status: int, *, mentions: str) -> None:
+    assert reply.code == status, f"expected {status}, got {reply.code}: {reply.body[:200]!r}"
     assert reply.content_type == "text/plain; charset=utf-8"
     message = reply.body.decode("utf-8")
     assert message.endswith("\n") and "\n" not in message[:-1], f"not one line: {message!r}"
     assert len(message) < 200, f"not short: {message!r}"
     assert "Traceback" not in message and "File " not in message
     assert mentions.lower() in message.lower(), f"{message!r} does not say {mentions!r}"
-    assert reply.headers.get("content-length") == str(len(reply.body))
+    assert reply.header("content-length") == str(len(reply.body))
     TRIED[f"{status} {mentions}"] += 1
 
 
@@ -72,18 +73,18 @@ def test_a_bad_request_is_a_short_plain_4xx_and_runs_nothing(case: str) -> None:
     query, headers, method, body, status, mentions = BAD[case]
     target = CountingTarget("tests.hostile.requests")
     environ = {"CONTENT_LENGTH": "twelve"} if case == "GET with a bad Content-Length" else None
-    reply = call(
-        logstream(target), query, method=method, headers=headers, body=body, environ=environ, validate=environ is None
+    reply = fetch(
+        logstream(target), query, method=method, headers=headers, body=body, extra=environ, validate=environ is None
     )
     _assert_rejected(reply, status, mentions=mentions)
     assert target.runs == 0
     if status == 405:
-        assert {m.strip() for m in reply.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
+        assert {m.strip() for m in reply.header("allow").split(",")} == {"GET", "HEAD", "POST"}
 
 
 def test_a_chunked_get_is_refused_as_a_body() -> None:
     target = CountingTarget("tests.hostile.requests")
-    reply = call(logstream(target), headers={"Transfer-Encoding": "chunked"})
+    reply = fetch(logstream(target), headers={"Transfer-Encoding": "chunked"})
     _assert_rejected(reply, 400, mentions="must not carry a body")
     assert target.runs == 0
 
@@ -91,9 +92,9 @@ def test_a_chunked_get_is_refused_as_a_body() -> None:
 @pytest.mark.parametrize("fmt", ["text", "html", "sse", "ndjson"])
 def test_head_sends_the_stream_headers_and_never_runs_the_target(fmt: str) -> None:
     target = CountingTarget("tests.hostile.requests")
-    reply = call(logstream(target), f"format={fmt}", method="HEAD")
-    assert reply.status == 200 and reply.body == b""
-    assert reply.headers["cache-control"] == "no-store"
+    reply = fetch(logstream(target), f"format={fmt}", method="HEAD")
+    assert reply.code == 200 and reply.body == b""
+    assert reply.header("cache-control") == "no-store"
     assert target.runs == 0
     TRIED["HEAD"] += 1
 
@@ -108,17 +109,17 @@ def test_head_sends_the_stream_headers_and_never_runs_the_target(fmt: str) -> No
 )
 def test_last_event_id_on_a_plain_sse_stream_is_204_so_eventsource_stops(query: str, headers: dict[str, str]) -> None:
     target = CountingTarget("tests.hostile.requests")
-    reply = call(logstream(target), query, headers=headers)
-    assert reply.status == 204 and reply.body == b""
-    assert "content-type" not in reply.headers
+    reply = fetch(logstream(target), query, headers=headers)
+    assert reply.code == 204 and reply.body == b""
+    assert reply.header("content-type") is None
     assert target.runs == 0
     TRIED["204 Last-Event-ID"] += 1
 
 
 def test_last_event_id_on_other_formats_is_ignored_and_streams() -> None:
     target = CountingTarget("tests.hostile.requests")
-    reply = call(logstream(target), "format=ndjson", headers={"Last-Event-ID": "3"})
-    assert reply.status == 200 and target.runs == 1
+    reply = fetch(logstream(target), "format=ndjson", headers={"Last-Event-ID": "3"})
+    assert reply.code == 200 and target.runs == 1
 
 
 def test_past_max_concurrent_a_request_gets_503_with_retry_after_and_runs_nothing() -> None:
@@ -133,12 +134,12 @@ def test_past_max_concurrent_a_request_gets_503_with_retry_after_and_runs_nothin
     app = logstream(busy, max_concurrent=1)
     with wsgiref_server(app) as url, RawClient(url, "/?format=text") as first:
         first.read_until(b"busy")
-        second = call(app, "format=text")
+        second = fetch(app, "format=text")
         _assert_rejected(second, 503, mentions="max_concurrent")
-        assert second.headers["retry-after"] == "5"
+        assert second.header("retry-after") == "5"
         assert len(runs) == 1
         release.set()
-        assert b"-- ok" in first.read_to_end()
+        assert summary(first.read_to_end(), "text")["status"] == "ok"
     wait_until(lambda: app.running == 0, message="the operation to end")
 
 

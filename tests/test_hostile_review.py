@@ -21,35 +21,28 @@ import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from servers import RawClient
 
-from tests.apps.core_client import call, parse_sse
+from tests.inproc import call
+from tests.servers import RawClient
 from tests.test_cli_support import cli, read_ndjson
+from tests.wire import FORMATS, ndjson_objects, parse_sse, parse_text, strict_json, summary
 from wsgi_logstream import jobs, logstream
 from wsgi_logstream.channel import Channel, Summary
 from wsgi_logstream.formats import NdjsonFormat, SseFormat, TextFormat
 from wsgi_logstream.redact import DEFAULT_REDACTIONS
 
 log = logging.getLogger("tests.review")
-FORMATS = ("text", "html", "sse", "ndjson")
 
 
 def _body(app: Any, fmt: str, query: str = "") -> str:
     reply = call(app, f"format={fmt}{query}")
     assert reply.status.startswith("200"), reply.status
     return reply.read_to_end().decode()
-
-
-def _strict_json(line: str) -> Any:
-    def refuse(name: str) -> NoReturn:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(line, parse_constant=refuse)
 
 
 # -- item 7: the title, and PEM keys printed line by line ---------------------------------------------
@@ -114,7 +107,7 @@ def test_a_pem_private_key_logged_one_line_per_record_is_hidden_whole(fmt: str) 
     assert "BEGIN RSA PRIVATE KEY" in body and "END RSA PRIVATE KEY" in body  # a reader sees a key was there
     assert "before the key" in body and "after the key" in body  # the END line closes the block
     if fmt == "ndjson":
-        messages = [e["message"] for e in map(_strict_json, body.splitlines()) if e["event"] == "log"]
+        messages = [e["message"] for e in ndjson_objects(body) if e["event"] == "log"]
         assert messages == [
             "before the key",
             KEY_LINES[0],
@@ -145,7 +138,7 @@ def test_a_pem_key_that_never_ends_keeps_the_rest_of_its_stream_hidden_but_not_o
         other_body = _body(logstream(other, redact=True), "ndjson")
         release.set()
         body = first.read_to_end().decode()
-    messages = [e["message"] for e in map(_strict_json, body.splitlines()) if e["event"] == "log"]
+    messages = [e["message"] for e in ndjson_objects(body) if e["event"] == "log"]
     assert messages == [KEY_LINES[0], "[redacted]", "[redacted]"]
     assert "another stream's line" in other_body
 
@@ -359,10 +352,10 @@ async def _async_target() -> None:
 def test_an_async_def_target_runs_to_completion_and_its_records_and_its_tasks_reach_the_stream(fmt: str) -> None:
     body = _body(logstream(_async_target, formatter="%(message)s"), fmt)
     if fmt == "text":
-        assert body.splitlines()[-1].startswith("-- ok (after ")
-        assert "coroutine done: [1, 2, 3]" in body
+        assert summary(body.encode(), "text")["status"] == "ok"
+        assert "coroutine done: [1, 2, 3]" in parse_text(body).lines
         return
-    events = [_strict_json(line) for line in body.splitlines()]
+    events = ndjson_objects(body)
     messages = [e["message"] for e in events if e["event"] == "log"]
     assert messages[0] == "coroutine started"
     assert sorted(messages[1:4]) == ["helper 1 ran in the loop", "helper 2 ran in the loop", "helper 3 ran in the loop"]
@@ -399,7 +392,7 @@ def test_an_async_target_that_raises_ends_in_error_with_a_traceback_from_its_own
         raise RuntimeError("async failure")
 
     body = _body(logstream(failing), "ndjson")
-    end = _strict_json(body.splitlines()[-1])
+    end = summary(body.encode(), "ndjson")
     assert end["status"] == "error" and end["error"] == "RuntimeError: async failure"
     assert "in failing" in end["traceback"]
     assert "asyncio" not in end["traceback"]  # the loop's machinery is not the reader's concern
@@ -426,7 +419,7 @@ def test_an_async_target_sees_its_job_cancelled() -> None:
         body = call(app, "format=ndjson", path=f"/{job.id}").read_to_end().decode()
     finally:
         app.shutdown()
-    events = [_strict_json(line) for line in body.splitlines()]
+    events = ndjson_objects(body)
     assert [e["message"] for e in events if e["event"] == "log"] == ["waiting", "saw the cancel"]
     assert events[-1]["status"] == "cancelled"
 
@@ -459,8 +452,8 @@ def test_a_record_with_a_non_finite_time_is_strict_json_in_ndjson_and_sse_detail
     if query.startswith("format=ndjson"):
         lines = body.splitlines()
     else:
-        lines = [event.data for event in parse_sse(body.encode()) if event.data.startswith("{")]
-    objects = [_strict_json(line) for line in lines]
+        lines = [event.data for event in parse_sse(body.encode()).events if event.data.startswith("{")]
+    objects = [strict_json(line) for line in lines]
     record = next(o for o in objects if o.get("message") == "odd time")
     assert record["time"] is None
 
@@ -487,11 +480,11 @@ def test_every_ndjson_and_sse_detail_line_parses_strictly_whatever_the_floats(cr
         NdjsonFormat().end(summary, 0, 2),
     ]
     for line in b"".join(chunks).decode().splitlines():
-        _strict_json(line)
+        strict_json(line)
     sse = SseFormat(detail=True)
     stream = sse.head("t", created) + sse.batch(0, entries) + sse.end(summary, 0, 2)
-    for event in parse_sse(stream):
-        _strict_json(event.data)
+    for event in parse_sse(stream).events:
+        strict_json(event.data)
 
 
 # -- item 14: a logged line cannot forge the text format's own lines ----------------------------------

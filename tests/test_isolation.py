@@ -8,7 +8,6 @@ another request, and nothing from the rest of the process.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import threading
 import urllib.request
@@ -16,10 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from servers import wsgiref_server as serve
 
 import wsgi_logstream
-from tests.apps.core_client import call
+from tests.inproc import call
+from tests.servers import wsgiref_server as serve
+from tests.wire import ndjson_objects
 from wsgi_logstream import logstream
 
 log = logging.getLogger("tests.isolation")
@@ -28,7 +28,7 @@ CONCURRENT = 50
 
 
 def _messages(body: bytes) -> list[str]:
-    objects = [json.loads(line) for line in body.splitlines()]
+    objects = ndjson_objects(body)
     assert objects[-1]["event"] == "end" and objects[-1]["status"] == "ok", objects[-1]
     return [o["message"] for o in objects if o["event"] == "log"]
 

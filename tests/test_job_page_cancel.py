@@ -6,9 +6,8 @@ import re
 import threading
 from typing import Any
 
-from servers import wait_until
-
-from tests.apps.core_client import TestApp, call
+from tests.inproc import TestApp, call
+from tests.servers import wait_until
 from wsgi_logstream import jobs, wait_cancelled
 from wsgi_logstream.record import JobRecord
 

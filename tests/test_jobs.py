@@ -14,17 +14,16 @@ import threading
 from typing import Any, Callable, Iterator
 
 import pytest
-from servers import wait_until
 
-from tests.apps.core_client import TestApp, call, parse_sse
+from tests.inproc import TestApp, call
+from tests.servers import wait_until
+from tests.wire import FORMATS, ndjson_objects, parse_sse, records, summary
 from wsgi_logstream import cancelled, jobs, progress, wait_cancelled
 from wsgi_logstream.jobs import JobHandle, JobsApp
 
 log = logging.getLogger("tests.jobs")
 
-FORMATS = ["text", "html", "sse", "ndjson"]
 URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
-HTML_RECORD = re.compile(r'<span class="r [dicwe]" data-seq="(\d+)"[^>]*>(.*?)\n</span>', re.S)
 
 
 @pytest.fixture
@@ -67,24 +66,6 @@ def wait_finished(app: JobsApp, job_id: str) -> None:
         return record is not None and record.finished
 
     wait_until(ended, 10, f"job {job_id} to finish")
-
-
-def records(body: bytes, fmt: str) -> list[tuple[int | None, str]]:
-    """(seq, line) of each log record in a body, read as that format's consumer reads it."""
-    if fmt == "ndjson":
-        objects = [json.loads(line) for line in body.decode().splitlines()]
-        return [(o["seq"], o["line"]) for o in objects if o["event"] == "log"]
-    if fmt == "sse":
-        return [(int(e.last_event_id), e.data) for e in parse_sse(body) if e.type == "message"]
-    if fmt == "html":
-        return [(int(seq), line) for seq, line in HTML_RECORD.findall(body.decode())]
-    return [(None, line) for line in body.decode().splitlines() if line and not line.startswith("-- ")]
-
-
-def end_of(body: bytes) -> dict[str, Any]:
-    last = json.loads(body.decode().splitlines()[-1])
-    assert last["event"] == "end", last
-    return dict(last)
 
 
 # -- starting ------------------------------------------------------------------------------
@@ -197,7 +178,7 @@ def test_a_viewer_gets_the_history_then_live_lines_then_the_summary(make_app: Ca
         go.set()
         body = stream.read_to_end()
     assert [line for _, line in records(body, "ndjson")] == ["before", "after"]
-    assert end_of(body)["status"] == "ok"
+    assert summary(body, "ndjson")["status"] == "ok"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -226,14 +207,14 @@ def test_since_the_last_line_returns_only_the_summary(make_app: Callable[..., Jo
     for since in (10, 11):  # the last line, and the end event's id
         body = client.get(f"/{job.id}?format=ndjson&since={since}").body
         assert records(body, "ndjson") == []
-        assert end_of(body)["status"] == "ok"
+        assert summary(body, "ndjson")["status"] == "ok"
 
 
 def test_since_beyond_the_end_is_400(make_app: Callable[..., JobsApp]) -> None:
     app = make_app(numbered(10))
     job = finished(app)
     reply = TestApp(app).get(f"/{job.id}?format=ndjson&since=12", status=400)
-    assert "12" in reply.text
+    assert reply.text == "since=12 is beyond the newest event of this log (11)\n"
 
 
 def test_a_running_job_refuses_a_since_past_its_last_line_and_serves_the_next_from_its_last(
@@ -284,7 +265,7 @@ def test_a_viewer_behind_the_history_is_told_how_many_lines_it_missed(make_app: 
     app = make_app(numbered(20), max_history=5)
     job = finished(app)
     client = TestApp(app)
-    objects = [json.loads(line) for line in client.get(f"/{job.id}?format=ndjson&since=3").text.splitlines()]
+    objects = ndjson_objects(client.get(f"/{job.id}?format=ndjson&since=3").text)
     assert objects[1] == {"event": "dropped", "count": 12}  # 4..15 are gone
     assert objects[2]["seq"] == 16 and objects[2]["line"] == "line 16"
     assert [o["seq"] for o in objects if o["event"] == "log"] == [16, 17, 18, 19, 20]
@@ -300,7 +281,7 @@ def test_a_finished_job_answers_its_whole_log_in_one_batch(make_app: Callable[..
         body = stream.read_to_end()
     assert len(stream.chunks) == 3, "head, every line at once, summary"
     assert [seq for seq, _ in records(stream.chunks[1], "ndjson")] == list(range(1, 51))
-    assert end_of(body)["records"] == 50
+    assert summary(body, "ndjson")["records"] == 50
 
 
 def test_last_event_id_resumes_sse_after_it(make_app: Callable[..., JobsApp]) -> None:
@@ -308,7 +289,7 @@ def test_last_event_id_resumes_sse_after_it(make_app: Callable[..., JobsApp]) ->
     job = finished(app)
     body = TestApp(app).get(f"/{job.id}?format=sse", headers={"Last-Event-ID": "7"}).body
     assert [seq for seq, _ in records(body, "sse")] == [8, 9, 10]
-    assert [e.type for e in parse_sse(body)][-1] == "end"
+    assert [e.type for e in parse_sse(body).events][-1] == "end"
 
 
 def test_last_event_id_wins_over_the_since_in_the_url(make_app: Callable[..., JobsApp]) -> None:
@@ -324,7 +305,7 @@ def test_an_sse_reconnect_after_the_end_is_204(make_app: Callable[..., JobsApp])
     app = make_app(numbered(3))
     job = finished(app)
     client = TestApp(app)
-    end_id = parse_sse(client.get(f"/{job.id}?format=sse").body)[-1].last_event_id
+    end_id = parse_sse(client.get(f"/{job.id}?format=sse").body).events[-1].id
     assert end_id == str(job.record.next_seq)
     reply = client.get(f"/{job.id}?format=sse", headers={"Last-Event-ID": end_id}, status=204)
     assert reply.body == b""
@@ -426,7 +407,7 @@ def test_cancel_makes_the_target_see_cancelled_and_the_job_end_cancelled(make_ap
     assert job.wait(10) and job.status == "cancelled"
     body = client.get(f"/{job.id}?format=ndjson").body
     assert [line for _, line in records(body, "ndjson")] == ["waiting", "woke=True cancelled=True"]
-    assert end_of(body)["status"] == "cancelled"
+    assert summary(body, "ndjson")["status"] == "cancelled"
 
 
 def test_cancel_answers_json_202_when_asked(make_app: Callable[..., JobsApp]) -> None:
@@ -450,11 +431,11 @@ def test_progress_reaches_ndjson_and_sse_as_events(make_app: Callable[..., JobsA
     app = make_app(_progressing)
     job = finished(app)
     client = TestApp(app)
-    objects = [json.loads(line) for line in client.get(f"/{job.id}?format=ndjson").text.splitlines()]
+    objects = ndjson_objects(client.get(f"/{job.id}?format=ndjson").text)
     steps = [(o["seq"], o["done"], o["total"], o["message"]) for o in objects if o["event"] == "progress"]
     assert steps == [(1, 1, 4, "loading"), (3, 3, None, None)]
-    events = [e for e in parse_sse(client.get(f"/{job.id}?format=sse").body) if e.type == "progress"]
-    assert [(e.last_event_id, json.loads(e.data)["done"]) for e in events] == [("1", 1), ("3", 3)]
+    events = [e for e in parse_sse(client.get(f"/{job.id}?format=sse").body).events if e.type == "progress"]
+    assert [(e.id, json.loads(e.data)["done"]) for e in events] == [("1", 1), ("3", 3)]
 
 
 def test_progress_reaches_text_as_lines_and_html_as_bars(make_app: Callable[..., JobsApp]) -> None:

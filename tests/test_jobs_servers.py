@@ -15,9 +15,8 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, Iterator
 
-from servers import RawClient, wait_until, wsgiref_server
-
-from tests.apps.core_client import parse_sse
+from tests.servers import RawClient, wait_until, wsgiref_server
+from tests.wire import parse_sse, parse_text, records
 from wsgi_logstream import jobs, wait_cancelled
 from wsgi_logstream.jobs import JobsApp
 
@@ -77,17 +76,6 @@ def _app(target: Callable[..., Any], **options: Any) -> JobsApp:
     return jobs(target, **options)
 
 
-def _seqs(body: bytes, fmt: str) -> list[tuple[int, str]]:
-    if fmt == "ndjson":
-        objects = [json.loads(line) for line in body.decode().splitlines()]
-        return [(o["seq"], o["line"]) for o in objects if o["event"] == "log"]
-    return [(int(e.last_event_id), e.data) for e in parse_sse(body) if e.type == "message"]
-
-
-def _text_lines(body: bytes) -> list[str]:
-    return [line for line in body.decode().splitlines() if line.startswith("line ")]
-
-
 def _expected(count: int) -> list[str]:
     return [f"line {i:03d}" for i in range(1, count + 1)]
 
@@ -109,10 +97,10 @@ def test_several_viewers_at_once_each_get_every_line_in_order_exactly_once() -> 
     assert job.wait(10) and job.status == "ok"
     for fmt, body in bodies:
         if fmt == "text":
-            assert _text_lines(body) == _expected(100)
+            assert parse_text(body).lines == _expected(100)
             assert body.decode().splitlines()[-1].startswith("-- ok")
         else:
-            got = _seqs(body, fmt)
+            got = records(body, fmt)
             assert [seq for seq, _ in got] == list(range(1, 101)), fmt
             assert [line for _, line in got] == _expected(100), fmt
 
@@ -150,7 +138,7 @@ def test_a_viewer_that_never_reads_slows_neither_the_job_nor_another_viewer() ->
             slow.close()
         wait_until(lambda: len(app.closed) == 2, 20, "the server to notice the slow viewer left")
     assert job.status == "ok"
-    got = _seqs(body, "ndjson")
+    got = records(body, "ndjson")
     assert [seq for seq, _ in got] == list(range(1, lines + 1))
     assert json.loads(body.decode().splitlines()[-1])["status"] == "ok"
 
@@ -165,14 +153,14 @@ def test_a_viewer_cut_off_mid_stream_resumes_with_last_event_id_and_misses_nothi
         # The connection dropped somewhere inside the bytes sent: the client has only a prefix,
         # its last event perhaps half received (EventSource drops an unfinished event).
         prefix = body[: len(body) // 2]
-        seen = parse_sse(prefix)
-        last_id = seen[-1].last_event_id
+        seen = parse_sse(prefix).events
+        last_id = seen[-1].id
         assert 0 < int(last_id) < 30
         with RawClient(url, f"/{job.id}?format=sse", headers={"Last-Event-ID": last_id}) as second:
             second.read_until(b"line 030")
             gate.set()  # the rest is live
-            rest = parse_sse(second.read_to_end())
-    records = [(int(e.last_event_id), e.data) for e in seen + rest if e.type == "message"]
+            rest = parse_sse(second.read_to_end()).events
+    records = [(int(e.id), e.data) for e in seen + rest if e.type == "message"]
     assert [seq for seq, _ in records] == list(range(1, 61))
     assert [line for _, line in records] == _expected(60)
     assert rest[-1].type == "end" and json.loads(rest[-1].data)["status"] == "ok"
@@ -193,7 +181,7 @@ def test_the_job_runs_on_when_every_viewer_has_left() -> None:
         gate.set()
         assert job.wait(10) and job.status == "ok"
         with RawClient(url, f"/{job.id}?format=text") as later:
-            assert _text_lines(later.read_to_end()) == _expected(3)
+            assert parse_text(later.read_to_end()).lines == _expected(3)
 
 
 def test_cancel_over_http_ends_the_job_and_tells_its_viewers() -> None:
@@ -208,7 +196,7 @@ def test_cancel_over_http_ends_the_job_and_tells_its_viewers() -> None:
         with RawClient(url, f"/{job.id}/cancel", method="POST", headers={"Content-Length": "0"}) as cancel:
             cancel.read_to_end()
         assert cancel.status == 303 and cancel.headers["location"] == f"/{job.id}"
-        events = parse_sse(viewer.read_to_end())
+        events = parse_sse(viewer.read_to_end()).events
     assert job.wait(10) and job.status == "cancelled"
     assert [e.data for e in events if e.type == "message"] == ["line 001", "stopped=True"]
     assert json.loads(events[-1].data)["status"] == "cancelled"

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.apps.core_client import call, parse_sse
+from tests.inproc import call
 from tests.servers import wsgiref_server
+from tests.wire import ndjson_objects, parse_sse
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.record import JobRecord
@@ -36,7 +37,7 @@ def _lines(count: int) -> Any:
 
 def _ndjson(app: Any, path: str, query: str = "") -> list[dict[str, Any]]:
     with call(app, "format=ndjson" + query, path=path) as stream:
-        return [json.loads(line) for line in stream.read_to_end().splitlines()]
+        return ndjson_objects(stream.read_to_end())
 
 
 def test_a_viewer_replays_from_before_the_history_held_in_memory(tmp_path: Path) -> None:
@@ -50,8 +51,8 @@ def test_a_viewer_replays_from_before_the_history_held_in_memory(tmp_path: Path)
     resumed = _ndjson(app, f"/{job.id}", "&since=1234")
     assert [obj["seq"] for obj in resumed if obj["event"] == "log"] == list(range(1235, 5001))
     with call(app, "format=sse", path=f"/{job.id}", headers={"Last-Event-ID": "17"}) as stream:
-        events = [event for event in parse_sse(stream.read_to_end()) if event.type == "message"]
-    assert events[0].data == "line 18" and events[0].last_event_id == "18" and len(events) == 5000 - 17
+        events = [event for event in parse_sse(stream.read_to_end()).events if event.type == "message"]
+    assert events[0].data == "line 18" and events[0].id == "18" and len(events) == 5000 - 17
     store.close()
     assert not any(tmp_path.iterdir())  # the store's directory went with it
 
@@ -244,7 +245,8 @@ _DISK_FULL = textwrap.dedent(
     """
     import json, logging, resource, signal, sys
     from wsgi_logstream import jobs
-    from tests.apps.core_client import call
+    from tests.inproc import call
+    from tests.wire import ndjson_objects
 
     # The "disk" holds 200 kB: past that, write() fails with EFBIG, as it fails with ENOSPC on a full disk.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -259,7 +261,7 @@ _DISK_FULL = textwrap.dedent(
     job = app.start()
     assert job.wait(30)
     with call(app, "format=ndjson", path="/" + job.id) as stream:
-        objects = [json.loads(line) for line in stream.read_to_end().splitlines()]
+        objects = ndjson_objects(stream.read_to_end())
     print(json.dumps(objects[-1]))
     print(json.dumps([o for o in objects if o.get("logger") == "wsgi_logstream"]))
     print(json.dumps([o["message"] for o in objects if o.get("logger") == "child"][:2]))

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.apps.core_client import TestApp
+from tests.inproc import TestApp
+from tests.wire import ndjson_objects
 from wsgi_logstream import LogStreamMiddleware, logstream
 
 log = logging.getLogger("tests.options")
@@ -109,7 +110,7 @@ def test_a_target_taking_one_argument_gets_the_environ() -> None:
 )
 def test_targets_without_a_required_argument_are_called_accordingly(target: Any) -> None:
     body = TestApp(logstream(target, formatter="%(message)s")).get("/?format=ndjson").text
-    objects = [json.loads(line) for line in body.splitlines()]
+    objects = ndjson_objects(body)
     assert objects[-1]["status"] == "ok", objects[-1]
     messages = [o["message"] for o in objects if o["event"] == "log"]
     assert messages in (["no argument"], ["optional environ"], ["varargs 1"])

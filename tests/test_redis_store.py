@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import redis
-from redis_server import RedisServer, start_redis
-from servers import wait_until
 
+from tests.redis_server import RedisServer, start_redis
+from tests.servers import wait_until
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.errors import StoreUnavailable
 from wsgi_logstream.record import JobRecord, due_ending
@@ -394,3 +394,23 @@ def test_a_silent_job_that_runs_longer_than_its_lease_is_not_lost_while_its_runn
     record = wait_until(renewed_past_two_leases, 10, "the lease to be renewed for two leases")
     assert record.status == "running"
     assert log.finish(Summary("ok", time.time(), time.time(), 0))
+
+
+def test_a_section_entry_keeps_every_field_through_redis(
+    server: RedisServer, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix)
+    log = _begun(store, "sections")
+    log.append_section(1.25, "start", "import ✓", 2, "", 0.0)
+    log.append_section(3.5, "end", "import ✓", 2, "ok", 2.25)
+    assert log.finish(Summary("ok", time.time(), time.time(), 0))
+    reader = store.reader("sections", 0)
+    try:
+        _missed, entries = reader.take()
+    finally:
+        reader.close()
+    got = [(e.seq, e.kind, e.created, e.levelno, e.levelname, e.message, e.line, e.done) for e in entries]
+    assert got == [
+        (1, "section", 1.25, 2, "", "import ✓", "start", 0.0),
+        (2, "section", 3.5, 2, "ok", "import ✓", "end", 2.25),
+    ]

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from tests.apps.core_client import call
+from tests.inproc import call
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import MAX_CHUNK_CHARS, Channel
 

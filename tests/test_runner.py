@@ -18,9 +18,9 @@ import time
 from typing import Any, Callable
 
 import pytest
-from servers import wait_until
 
-from tests.apps.core_client import TestApp, logging_snapshot
+from tests.inproc import TestApp, logging_snapshot
+from tests.servers import wait_until
 from wsgi_logstream import Thread, cancelled, jobs, wait_cancelled
 from wsgi_logstream.channel import Entry
 from wsgi_logstream.record import JobRecord

@@ -14,9 +14,10 @@ import urllib.request
 from typing import Iterator
 
 import pytest
-from servers import RawClient
 
 from tests.apps.deployment import Deployment
+from tests.servers import RawClient
+from tests.wire import ndjson_objects
 
 pytestmark = pytest.mark.servers
 
@@ -62,7 +63,7 @@ def test_an_import_started_through_nginx_runs_in_the_worker_and_every_instance_s
     assert "import: importing 3 rows on " in body and "import: row 3 stored" in body, body
     assert body.rstrip("\n").rsplit("\n", 1)[-1].startswith("-- ok (after "), body
     with RawClient(deployment.url(1), f"{location}?format=ndjson") as ndjson:
-        events = [json.loads(line) for line in ndjson.read_to_end().decode().splitlines()]
+        events = ndjson_objects(ndjson.read_to_end())
     logged = [event["message"] for event in events if event["event"] == "log"]
     assert logged[1:] == ["row 1 stored", "row 2 stored", "row 3 stored"], logged
     assert events[-1]["event"] == "end" and events[-1]["status"] == "ok", events[-1]

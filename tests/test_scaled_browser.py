@@ -18,9 +18,9 @@ import urllib.request
 from typing import Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
 
 from tests.apps.deployment import Deployment
+from tests.browser import Chromium, Page, wait_for
 
 pytestmark = pytest.mark.servers
 

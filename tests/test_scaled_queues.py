@@ -23,10 +23,10 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from servers import RawClient, wait_until
 
-from tests.apps.core_client import parse_sse
 from tests.apps.deployment import Deployment, Worker
+from tests.servers import RawClient, wait_until
+from tests.wire import ndjson_objects, parse_sse
 
 pytestmark = pytest.mark.servers
 
@@ -114,14 +114,14 @@ class Viewer:
             return []
         found: list[tuple[int, str]] = []
         if self.fmt == "sse":
-            for event in parse_sse(self.client.body):
+            for event in parse_sse(self.client.body).events:
                 if event.type == "end":
                     self.end = json.loads(event.data)
                 elif event.type == "message":  # data: the formatted line, "LEVEL logger: message"
-                    found.append((int(event.last_event_id), event.data.split(": ", 1)[1]))
+                    found.append((int(event.id), event.data.split(": ", 1)[1]))
         else:
-            for line in self.client.body.decode().split("\n")[:-1]:
-                data = json.loads(line)
+            body = self.client.body
+            for data in ndjson_objects(body[: body.rfind(b"\n") + 1]):  # the lines received whole so far
                 if data["event"] == "end":
                     self.end = data
                 elif data["event"] == "log":

@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.apps.core_client import call, parse_sse
+from tests.inproc import call
+from tests.wire import ndjson_objects, parse_sse
 from wsgi_logstream import jobs, logstream, section
 from wsgi_logstream.command import Command
 
@@ -41,7 +42,7 @@ def _finished(target: object = _build) -> tuple[object, str]:
 
 def _ndjson(app: object, job_id: str, query: str = "") -> list[dict[str, object]]:
     with call(app, "format=ndjson" + query, path=f"/{job_id}") as stream:  # type: ignore[arg-type]
-        return [json.loads(line) for line in stream.read_to_end().splitlines()]
+        return ndjson_objects(stream.read_to_end())
 
 
 def test_sections_are_ndjson_events_with_depth_status_and_duration() -> None:
@@ -65,12 +66,12 @@ def test_sections_are_ndjson_events_with_depth_status_and_duration() -> None:
 def test_sections_are_named_sse_events_with_the_logs_ids() -> None:
     app, job_id = _finished()
     with call(app, "format=sse", path=f"/{job_id}") as stream:
-        events = parse_sse(stream.read_to_end())
+        events = parse_sse(stream.read_to_end()).events
     sections = [event for event in events if event.type == "section"]
     assert len(sections) == 8
     first = json.loads(sections[0].data)
     assert first["action"] == "start" and first["name"] == "Install"
-    assert sections[0].last_event_id == str(first["seq"])
+    assert sections[0].id == str(first["seq"])
     messages = [event.data for event in events if event.type == "message"]
     assert messages == ["before", "installing", "downloading", "table locked", "after"]
 

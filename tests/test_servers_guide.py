@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from proxies import CADDY_EXCEPT_STREAMS, start_job
-from servers import ROOT, RawClient, wsgiref_server
 
 from tests.apps.deploy_site import application
+from tests.proxies import CADDY_EXCEPT_STREAMS, start_job
+from tests.servers import ROOT, RawClient, wsgiref_server
 
 GUIDE = ROOT / "docs" / "servers.md"
 QUOTED = re.compile(r"<!-- example: (\S+) -->\n```[a-z]*\n(.*?)```\n", re.S)

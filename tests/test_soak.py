@@ -24,9 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-from servers import Program, gunicorn, wait_until
 
-from tests.apps.hostile_wire import stats
+from tests.servers import Program, gunicorn, stats, wait_until
 
 SEQUENTIAL = 10_000
 CLIENT_THREADS = 4

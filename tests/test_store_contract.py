@@ -18,11 +18,12 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import pytest
-from redis_server import RedisServer, start_redis
-from servers import wait_until
 
-from tests.apps.core_client import TestApp
 from tests.apps.dict_store import DictStore
+from tests.inproc import TestApp
+from tests.redis_server import RedisServer, start_redis
+from tests.servers import wait_until
+from tests.wire import ndjson_objects
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.record import JobRecord
@@ -322,5 +323,5 @@ def test_a_whole_job_runs_through_the_jobs_app_on_every_store(make_store: MakeSt
     lines = client.get(location + "?format=text").text.splitlines()
     assert lines[1:-1] == [f"row {n}" for n in range(1, 21)]
     assert lines[-1].startswith("-- ok (after ")
-    resumed = [json.loads(line) for line in client.get(location + "?format=ndjson&since=18").text.splitlines()]
+    resumed = ndjson_objects(client.get(location + "?format=ndjson&since=18").text)
     assert [obj["seq"] for obj in resumed if obj["event"] == "log"] == [19, 20]

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import wait_until, wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import wait_until, wsgiref_server
 from wsgi_logstream import jobs, logstream, progress
 from wsgi_logstream.assets import ASSET_PREFIX, serve_asset
 from wsgi_logstream.jobs import JobsApp
@@ -123,12 +123,6 @@ class CutFirstPage:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from nginx import Nginx
-from servers import wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.nginx import Nginx
+from tests.servers import wsgiref_server
 from wsgi_logstream import LogStreamMiddleware, jobs, logstream, progress
 from wsgi_logstream.assets import load
 from wsgi_logstream.viewer import CSP
@@ -70,12 +70,6 @@ http {
     }
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

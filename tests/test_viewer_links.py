@@ -14,9 +14,9 @@ import threading
 from typing import Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import wait_until, wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import wait_until, wsgiref_server
 from wsgi_logstream import jobs
 
 pytestmark = pytest.mark.servers
@@ -35,12 +35,6 @@ def in_view(seq: int) -> str:
         " const m = document.querySelector('main').getBoundingClientRect(), r = row.getBoundingClientRect();"
         " return r.top >= m.top && r.bottom <= m.bottom; })()"
     ).replace("SEQ", str(seq))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ line the page held twice would be seen twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -24,9 +23,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import Program, free_port, wait_until, wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import Program, free_port, wait_until, wsgiref_server
+from tests.wire import ndjson_objects
 from wsgi_logstream import jobs, progress
 
 pytestmark = pytest.mark.servers
@@ -65,12 +65,6 @@ EVERY_ROW = """
 
 ENDED = "document.getElementById('banner') !== null && !document.getElementById('banner').hidden && document.getElementById('end') !== null"
 LAST_ROW = "document.querySelector('#log > :last-child')?.textContent"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture
@@ -140,7 +134,7 @@ def test_a_job_page_cut_off_keeps_trying_and_resumes_with_every_line_once(page: 
             assert page.evaluate("document.getElementById('end').dataset.status") == "ok"
             # What the job logged, read straight from it.
             with urllib.request.urlopen(f"{upstream}/{job.id}?format=ndjson", timeout=10) as reply:
-                events = [json.loads(line) for line in reply.read().decode().splitlines()]
+                events = ndjson_objects(reply.read())
             expected = [[e["seq"], e["line"] + "\n"] for e in events if e["event"] == "log"]
             assert len(expected) == 600
             rows = _every_row(page)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import wsgiref_server
 
+from tests.browser import Chromium, Page, wait_for
+from tests.servers import wsgiref_server
 from wsgi_logstream import jobs
 
 pytestmark = pytest.mark.servers
@@ -42,12 +42,6 @@ MAIN = "document.querySelector('main')"
 FIRST_ROW = "document.querySelector('#log > *').textContent"
 LAST_ROW = "document.querySelector('#log > :last-child').textContent"
 SET_FILTER = "(() => { const f = document.getElementById('filter'); f.value = 'NEEDLE'; f.dispatchEvent(new Event('input')); })()"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Iterator
 
 import pytest
-from browser import Chromium, Page, wait_for
-from servers import wsgiref_server
 
-from tests.apps.core_client import TestApp, parse_sse
+from tests.browser import Chromium, Page, wait_for
+from tests.inproc import TestApp
+from tests.servers import wsgiref_server
+from tests.wire import ndjson_objects, parse_sse
 from wsgi_logstream import jobs, logstream, progress
 from wsgi_logstream.channel import Entry
 from wsgi_logstream.formats import _iso, _json, record_json, record_object
@@ -44,7 +45,7 @@ def _checked(record: dict[str, object]) -> None:
 
 
 def test_ndjson_records_carry_the_iso_time_in_utc_beside_the_epoch() -> None:
-    objects = [json.loads(line) for line in TestApp(logstream(two_lines)).get("/?format=ndjson").text.splitlines()]
+    objects = ndjson_objects(TestApp(logstream(two_lines)).get("/?format=ndjson").text)
     timed = [o for o in objects if o["event"] in ("log", "progress")]
     assert [o["event"] for o in timed] == ["log", "progress", "log"]
     for record in timed:
@@ -53,12 +54,12 @@ def test_ndjson_records_carry_the_iso_time_in_utc_beside_the_epoch() -> None:
 
 def test_sse_detail_records_carry_the_iso_time_and_plain_sse_and_text_do_not_change() -> None:
     app = TestApp(logstream(two_lines, formatter="%(message)s"))
-    events = parse_sse(app.get("/?format=sse&detail=1").body)
+    events = parse_sse(app.get("/?format=sse&detail=1").body).events
     timed = [json.loads(e.data) for e in events if e.type in ("message", "progress")]
     assert len(timed) == 3
     for record in timed:
         _checked(record)
-    plain = [e.data for e in parse_sse(app.get("/?format=sse").body) if e.type == "message"]
+    plain = [e.data for e in parse_sse(app.get("/?format=sse").body).events if e.type == "message"]
     assert plain == ["one", "two"]
     text = app.get("/?format=text").text.splitlines()
     assert text[1:4] == ["one", "-- progress 1/2 (50%) --", "two"]
@@ -91,12 +92,6 @@ def test_the_fast_json_of_a_record_is_its_exact_json_time_included() -> None:
 # -- the page --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    with Chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
 def page(browser: Chromium) -> Iterator[Page]:
     with browser.new_page() as tab:
@@ -122,7 +117,7 @@ def test_the_page_shows_each_lines_time_in_the_readers_zone_or_in_utc_when_asked
         assert job.wait(10)
         with wsgiref_server(app) as url:
             with urllib.request.urlopen(f"{url}/{job.id}?format=ndjson", timeout=10) as reply:
-                records = [json.loads(line) for line in reply.read().decode().splitlines()]
+                records = ndjson_objects(reply.read())
             times = {r["seq"]: r["time"] for r in records if r["event"] == "log"}
             rows = "Object.fromEntries(Array.from(document.querySelectorAll('#log > [data-seq]'), (r) => [r.dataset.seq, r.dataset.time]))"
             page.navigate(f"{url}/{job.id}")

@@ -13,10 +13,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from nginx import assert_ended_ok, handshake
-from servers import Program, RawClient, free_port, require_program
 
-FORMATS = ["text", "html", "sse", "ndjson"]
+from tests.nginx import assert_ended_ok, handshake
+from tests.servers import Program, RawClient, free_port, require_program
+from tests.wire import FORMATS
+
 APP = "tests.apps.handshake:application"
 
 

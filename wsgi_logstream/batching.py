@@ -113,6 +113,7 @@ class BatchingLog:
         self._target = target
         self.job_id = job_id
         self._buffer: deque[Entry] = deque()
+        self._buffered_records = 0  # log records (not progress) in the buffer
         self._max = buffer
         self._lease = lease
         self._poll = poll
@@ -160,9 +161,12 @@ class BatchingLog:
                 self._records += 1
             buffer = self._buffer
             if len(buffer) >= self._max:
-                buffer.popleft()
+                if buffer.popleft().kind == "log":
+                    self._buffered_records -= 1
                 self.dropped += 1
             buffer.append(entry)
+            if entry.kind == "log":
+                self._buffered_records += 1
         if not self._wake.is_set():
             self._wake.set()
 
@@ -189,6 +193,7 @@ class BatchingLog:
         with self._lock:
             self.dropped += len(self._buffer)  # what could not be written in time
             self._buffer.clear()
+            self._buffered_records = 0
             next_seq = self._next
         while True:
             try:
@@ -223,9 +228,10 @@ class BatchingLog:
             buffer = self._buffer
             count = min(len(buffer), self.MAX_BATCH)
             entries = [buffer.popleft() for _ in range(count)]
+            self._buffered_records -= sum(1 for entry in entries if entry.kind == "log")
             if buffer:
                 next_seq = buffer[0].seq  # what was dropped before it is counted when it is written
-                records = self._records - sum(1 for entry in buffer if entry.kind == "log")
+                records = self._records - self._buffered_records
             else:
                 next_seq, records = self._next, self._records
         progress = None
@@ -240,8 +246,10 @@ class BatchingLog:
         with self._lock:
             buffer = self._buffer
             buffer.extendleft(reversed(entries))
+            self._buffered_records += sum(1 for entry in entries if entry.kind == "log")
             while len(buffer) > self._max:
-                buffer.popleft()
+                if buffer.popleft().kind == "log":
+                    self._buffered_records -= 1
                 self.dropped += 1
 
     def _run(self) -> None:
@@ -291,6 +299,7 @@ class BatchingLog:
                     self._closed = True
                     self.dropped += len(self._buffer)
                     self._buffer.clear()
+                    self._buffered_records = 0
                 if heard == Heard.ENDED:
                     self.cancel_event.set()
                 return

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import IO
 
 import psutil
-from nginx import Nginx
-from redis_server import RedisServer, start_redis
-from servers import ROOT, Program, free_port, require_program, wait_until
+
+from tests.nginx import Nginx
+from tests.redis_server import RedisServer, start_redis
+from tests.servers import ROOT, Program, free_port, require_program, stop_group, wait_until
 
 SCALED = ROOT / "examples" / "scaled"
 
@@ -67,15 +68,7 @@ class Worker:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             children = []
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+        stop_group(self.proc, sig, timeout)
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
@@ -83,7 +76,7 @@ class Worker:
         self._file.close()
 
 
-class Deployment:
+class Deployment(contextlib.AbstractContextManager["Deployment"]):
     """Two gunicorn instances of ``app`` (``workers`` processes each) behind nginx, on one Redis.
 
     Celery's broker and RQ's queue are in database 0, the jobs (the Redis
@@ -241,9 +234,6 @@ class Deployment:
 
     def close(self) -> None:
         self._stack.close()
-
-    def __enter__(self) -> Deployment:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -38,3 +38,12 @@ def gated(environ: dict[str, Any]) -> None:
         if gate.is_set() or wait_cancelled(0.05):
             break
     log.info("second %s", key)
+
+
+def read_live(stream: Any, key: str) -> bytes:
+    """Read ``first <key>`` from ``stream`` (a ``tests.inproc.Chunks``) while the target waits, prove ``second``
+    has not come, then release the target and read to the end."""
+    stream.read_until(f"first {key}".encode())
+    assert f"second {key}".encode() not in stream.body, "the target went on before it was released"
+    release(key)
+    return stream.read_to_end()  # type: ignore[no-any-return]

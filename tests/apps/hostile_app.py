@@ -34,7 +34,7 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.apps.hostile_wire import snapshot
+from tests.inproc import snapshot
 from wsgi_logstream import LogStreamMiddleware, cancelled, wait_cancelled
 from wsgi_logstream.capture import current_sink
 

@@ -13,7 +13,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
 
-from servers import RawClient
+from tests.servers import RawClient
 
 __all__ = ["Answer", "Session", "hidden_field"]
 
@@ -87,6 +87,17 @@ class Session:
 
     def post(self, path: str, form: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Answer:
         return self.request("POST", path, form, headers)
+
+    def runs(self, key: str) -> int:
+        """How many times the test sites' gated target ran for ``key`` (``/t/runs/<key>``)."""
+        return int(self.get(f"/t/runs/{key}").body)
+
+    def start_job(self, key: str, csrf_field: str) -> str:
+        """Start a gated job with the token the jobs page's form carries in ``csrf_field``; the job's path."""
+        token = hidden_field(self.get("/t/jobs/").body, csrf_field)
+        reply = self.post(f"/t/jobs/?key={key}", {csrf_field: token})
+        assert reply.status == 303, reply.text
+        return reply.headers["location"]
 
     def stream(self, path: str, headers: dict[str, str] | None = None) -> RawClient:
         """A GET read as it arrives, with this session's cookies."""

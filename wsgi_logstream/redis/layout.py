@@ -191,16 +191,34 @@ def encode_entry(entry: Entry) -> str:
             f'["log",{float(entry.created)!r},{int(entry.levelno)},{_quote(entry.levelname)},'
             f"{_quote(entry.name)},{kept},{_quote(line)}]"
         )
-    return _encode([entry.kind, entry.created, entry.message, entry.done, entry.total])
+    if entry.kind == "progress":
+        return _encode(["progress", entry.created, entry.message, entry.done, entry.total])
+    # Any other kind (a section's start or end, ...): every field, so nothing a kind keeps is lost.
+    return _encode(
+        [
+            entry.kind,
+            entry.created,
+            entry.levelno,
+            entry.levelname,
+            entry.name,
+            entry.message,
+            entry.line,
+            entry.done,
+            entry.total,
+        ]
+    )
 
 
 def decode_entry(seq: int, data: list[Any]) -> Entry:
-    if data[0] == "log":
+    kind = data[0]
+    if kind == "log":
         line, kept = data[6], data[5]
         message = line[len(line) - kept :] if isinstance(kept, int) else kept
         entry = Entry("log", data[1], data[2], data[3], data[4], message, line)
-    else:
+    elif kind == "progress":
         entry = Entry("progress", data[1], message=data[2], done=data[3], total=data[4])
+    else:
+        entry = Entry(kind, *data[1:9])
     entry.seq = seq
     return entry
 

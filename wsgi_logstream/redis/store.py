@@ -173,7 +173,7 @@ class RedisStore:
         # the viewers of one process share one read. This process's own changes are seen at once.
         now = time.monotonic()
         held = self._fresh.get(job_id)
-        if held is not None and now - held[0] < self.FRESH:
+        if held is not None and now - held[0] < self.FRESH and not self._outage.down:
             return held[1]
         got = self._script("get", [self._record_key(job_id), self._log_key(job_id)], [self.max_history])
         record = None if not got else record_from_hash(got[0], got[1], self.max_history)
