@@ -11,6 +11,10 @@ the server: ``recv`` into a list, ``time.time()``, and ``bytes.count(b"#")``
 is worked out after the stream ended: record *i* arrived with the first read
 that brought the count above *i*.
 
+``python bench/client.py fanout PORT --paths P1,P2 --viewers K --rate R --seconds S``
+is the fan-out workload: K viewers of one producer (``bench/app_fanout.py``),
+see :func:`fan_out`.
+
 ``python bench/client.py many PORT PATH --streams K`` opens K streams at once
 (one ``epoll`` loop), prints ``{"event": "ready", ...}`` once every stream has
 received its first record (or failed), and then either waits for a line on
@@ -317,6 +321,200 @@ def hold_many(port: int, path: str, streams: int, *, pending: int, window: float
     selector.close()
 
 
+class _Viewer:
+    __slots__ = ("counts", "divisor", "first", "head", "keep", "sock", "status", "times", "tokens")
+
+    def __init__(self, sock: socket.socket, divisor: int, keep: bool) -> None:
+        self.sock = sock
+        self.divisor = divisor  # "#" marks per record: 2 in NDJSON (message and line), else 1
+        self.head = b""
+        self.status = 0
+        self.tokens = 0
+        self.first = b""  # the bytes up to and including the first record, to check where it starts
+        self.keep: list[bytes] | None = [] if keep else None  # viewer 0 keeps everything: the lines' stamps
+        self.times: list[float] = []
+        self.counts: list[int] = []  # records received up to and including each read
+
+
+def fan_out(port: int, paths: list[tuple[str, int]], viewers: int, rate: float, seconds: float, bound: float) -> None:
+    """K viewers of one producer: connect them all, start the producer, read to the end, report latencies.
+
+    While reading it only does what :func:`read_stream` does (``recv``, the
+    clock, ``bytes.count``), so that thousands of viewers cost the client
+    little; viewer 0 (the first path, text) keeps its bytes, which give every
+    line's stamp. Afterwards record *i* of a viewer arrived with its first read
+    that brought its count above *i*: each read's lines are checked against
+    ``bound`` exactly (the stamps are sorted, so a bisection counts the late
+    ones), and every ``step``-th line is sampled for the percentiles.
+    """
+    selector = selectors.DefaultSelector()
+    streams: list[_Viewer] = []
+    failures: dict[str, int] = {}
+    connected = ready = 0
+    open_count = 0
+    started = time.monotonic()
+
+    def fail(v: _Viewer, why: str) -> None:
+        failures[why] = failures.get(why, 0) + 1
+        finish(v)
+
+    def finish(v: _Viewer) -> None:
+        nonlocal open_count
+        try:
+            selector.unregister(v.sock)
+        except (KeyError, ValueError):
+            return
+        open_count -= 1
+        v.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        v.sock.close()
+
+    def on_event(v: _Viewer, mask: int) -> None:
+        nonlocal ready
+        if mask & selectors.EVENT_WRITE:  # connected (or failed): send the request, then only read
+            if v.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                fail(v, "connect")
+                return
+            v.sock.send(v.head)
+            v.head = b""
+            selector.modify(v.sock, selectors.EVENT_READ, v)
+            return
+        try:
+            data = v.sock.recv(262144)
+        except OSError as exc:
+            fail(v, f"recv: {exc.__class__.__name__}")
+            return
+        now = time.time()
+        if not data:
+            finish(v)
+            return
+        if not v.status:
+            v.head += data
+            if b"\r\n\r\n" not in v.head:
+                return
+            head, _, data = v.head.partition(b"\r\n\r\n")
+            v.status = int(head.split(b" ", 2)[1])
+            v.head = b""
+            if v.status != 200:
+                fail(v, f"status {v.status}")
+                return
+            ready += 1
+        if not v.first:
+            # Until the first record, skip what comes before it: the HTML page's head has "#"s of its own.
+            at = data.find(b"seq=")
+            if at < 0:
+                return
+            data = data[at:]
+            v.first = data[:200]
+        if v.keep is not None:
+            v.keep.append(data)
+        found = data.count(TOKEN)
+        if found:
+            v.tokens += found
+            v.times.append(now)
+            v.counts.append(v.tokens // v.divisor)
+
+    def connect(index: int) -> None:
+        nonlocal open_count
+        path, divisor = paths[index % len(paths)]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        v = _Viewer(sock, divisor, keep=index == 0)
+        v.head = request(port, path)  # held here until the socket is connected
+        streams.append(v)
+        sock.connect_ex(("127.0.0.1", port))
+        selector.register(sock, selectors.EVENT_WRITE, v)
+        open_count += 1
+
+    # Connect: at most 500 viewers waiting for their response head at a time.
+    deadline = time.monotonic() + max(60.0, viewers / 100)
+    while time.monotonic() < deadline and ready + sum(failures.values()) < viewers:
+        while connected < viewers and connected - ready - sum(failures.values()) < 500:
+            connect(connected)
+            connected += 1
+        for key, mask in selector.select(0.05):
+            on_event(key.data, mask)
+    connect_seconds = time.monotonic() - started
+    print(json.dumps({"event": "ready", "viewers": viewers, "ready": ready, "failures": failures}), flush=True)
+
+    # Start the producer, then read until every stream ended (or the deadline).
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as go:
+        go.sendall(request(port, f"/go?rate={rate:g}&seconds={seconds:g}"))
+        while go.recv(65536):
+            pass
+    cpu = time.process_time()
+    ends = time.monotonic() + seconds + max(30.0, seconds)
+    while open_count and time.monotonic() < ends:
+        for key, mask in selector.select(0.1):
+            on_event(key.data, mask)
+    cpu = time.process_time() - cpu
+    for v in streams:
+        finish(v)
+    selector.close()
+
+    expected = int(rate * seconds)
+    reference = streams[0].keep or []
+    stamps = [float(t) for _, t in RECORD.findall(b"".join(reference))]
+    errors: list[str] = []
+    # Viewer 0 short of lines is a result (a contender that could not deliver in time), not a broken check:
+    # the latencies are then those of the lines it did receive, and "complete" says how many viewers got all.
+    complete = late = received = 0
+    worst = 0.0
+    samples: list[float] = []
+    pairs = max(1, viewers) * max(1, expected)
+    step = max(1, pairs // 2_000_000)  # at most about two million samples
+    wrong_start = 0
+    for v in streams:
+        if not v.counts:
+            continue
+        first = RECORD.search(v.first) if v.first else None
+        if first is not None and int(first.group(1)) != 0:
+            wrong_start += 1
+        n = min(v.counts[-1], len(stamps))
+        received += v.counts[-1]
+        complete += v.counts[-1] >= expected
+        before = 0
+        for when, count in zip(v.times, v.counts, strict=True):
+            count = min(count, n)
+            if count <= before:
+                continue
+            late += bisect.bisect_left(stamps, when - bound, before, count) - before
+            worst = max(worst, when - stamps[before])
+            j = before + (-before) % step
+            while j < count:
+                samples.append(when - stamps[j])
+                j += step
+            before = count
+    if wrong_start:
+        errors.append(f"{wrong_start} viewers' first line was not line 0")
+    samples.sort()
+    produced = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else None
+    print(
+        json.dumps(
+            {
+                "event": "done",
+                "ok": not errors,
+                "errors": errors,
+                "viewers": viewers,
+                "ready": ready,
+                "failures": failures,
+                "connect_seconds": connect_seconds,
+                "expected": expected,
+                "complete": complete,
+                "received": received,
+                "late": late,
+                "latency_p50": percentile(samples, 50),
+                "latency_p99": percentile(samples, 99),
+                "latency_max": worst,
+                "samples": len(samples),
+                "produced_per_s": produced,
+                "client_cpu": cpu,
+            }
+        ),
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -333,8 +531,18 @@ def main(argv: list[str] | None = None) -> None:
     many.add_argument("--pending", type=int, default=500)
     many.add_argument("--window", type=float, default=0.0)
     many.add_argument("--bound", type=float, default=1.0)
+    fan = sub.add_parser("fanout")
+    fan.add_argument("port", type=int)
+    fan.add_argument("--paths", required=True, help="comma-separated PATH:MARKS_PER_RECORD, one per viewer in turn")
+    fan.add_argument("--viewers", type=int, required=True)
+    fan.add_argument("--rate", type=float, required=True)
+    fan.add_argument("--seconds", type=float, required=True)
+    fan.add_argument("--bound", type=float, default=1.0)
     args = parser.parse_args(argv)
-    if args.mode == "stream":
+    if args.mode == "fanout":
+        paths = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in args.paths.split(",")]
+        fan_out(args.port, paths, args.viewers, args.rate, args.seconds, args.bound)
+    elif args.mode == "stream":
         print(json.dumps(read_stream(args.port, args.path, args.records, args.timeout, args.first_check)), flush=True)
     else:
         hold_many(args.port, args.path, args.streams, pending=args.pending, window=args.window, bound=args.bound)

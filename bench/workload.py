@@ -17,7 +17,8 @@ count how many records were still in flight (the backlog) at that moment.
 
 Parameters come in the query string: ``workload`` (``throughput``, ``latency``,
 ``idle``, ``scale``), ``records``, ``interval`` (seconds between records, for
-latency and scale) and ``hold`` (how long idle and scale operations live).
+latency and scale), ``hold`` (how long idle and scale operations live) and
+``start`` (latency: seconds before the first record).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Params:
     records: int = 1000
     interval: float = 0.005
     hold: float = 60.0
+    start: float = 0.0  # latency: seconds before the first record (see docs/benchmarks.md, round two)
 
 
 def params(environ: dict[str, Any]) -> Params:
@@ -52,6 +54,7 @@ def params(environ: dict[str, Any]) -> Params:
         records=int(query.get("records", "1000")),
         interval=float(query.get("interval", "0.005")),
         hold=float(query.get("hold", "60")),
+        start=float(query.get("start", "0")),
     )
 
 
@@ -65,6 +68,8 @@ def run(log: logging.Logger, p: Params, sleep: Callable[[float], None] = time.sl
             info(MESSAGE, i, clock())
         info(END, time.perf_counter() - started, clock())
     elif p.workload == "latency":
+        if p.start:
+            sleep(p.start)
         started = time.perf_counter()
         due = started
         for i in range(p.records):
@@ -103,6 +108,8 @@ def bare_lines(p: Params, sleep: Callable[[float], None] = time.sleep) -> Iterat
             yield f"{prefix}seq={i:07d} t={clock():.6f} {PAD}#\n".encode()
         yield f"{prefix}{END % (time.perf_counter() - started, clock())}\n".encode()
     elif p.workload == "latency":
+        if p.start:
+            sleep(p.start)
         started = time.perf_counter()
         due = started
         for i in range(p.records):

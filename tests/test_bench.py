@@ -38,8 +38,8 @@ client = _load("client")
 workload = _load("workload")
 
 SERVER_CONTENDERS = {
-    "throughput": ["logstream-text", "logstream-sse", "django-recipe", "flask-recipe", "bare-generator"],
-    "latency": ["logstream-text", "logstream-sse", "django-recipe", "flask-recipe", "bare-generator"],
+    "throughput": ["logstream-text", "logstream-sse", "django-recipe", "flask-recipe", "bare-generator", "handoff"],
+    "latency": ["logstream-text", "logstream-sse", "django-recipe", "flask-recipe", "bare-generator", "handoff"],
     "idle": [
         "logstream-text",
         "logstream-gevent",
@@ -56,8 +56,8 @@ def test_harness_delivers_every_line_in_order_for_every_contender(tmp_path: Path
     require_program("gunicorn")
     args = [sys.executable, str(BENCH / "run.py"), "--quick", "--records", "2000", "--latency-records", "40"]
     args += ["--idle", "10", "--scale", "30", "--scale-window", "2.5", "--rounds", "1", "--no-chart"]
-    args += ["--out", str(tmp_path)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    args += ["--fanout", "30:200", "--fanout-seconds", "1.5", "--fanout-rounds", "1", "--out", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, f"bench/run.py exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())["results"]
 
@@ -77,9 +77,14 @@ def test_harness_delivers_every_line_in_order_for_every_contender(tmp_path: Path
     for name in ("logstream-gevent", "logstream-gevent-gc"):
         (level,) = results["scale"][name]
         assert level["streams"] == 30 and level["lines"] > 0, (name, level)
+    for name in ("fanout-logstream", "fanout-ceiling", "fanout-recipe"):
+        # Every viewer of the one producer received every line, the first of them line 0 (no history replayed).
+        (run,) = results["fanout"][f"{name}@30x200"]
+        assert run["ok"] and run["ready"] == 30, (name, run["errors"])
+        assert run["complete"] == 30 and run["received"] == 30 * 300, (name, run)
     (cost,) = results["cost"]["micro"]
     assert cost["ok"] and cost["stream_info"] > 0 and cost["disabled_debug_after"] > 0
-    assert "### Throughput" in done.stdout and "### Targets" in done.stdout
+    assert "### Throughput" in done.stdout and "### Fan-out" in done.stdout and "### Targets" in done.stdout
 
 
 def _serve(make_lines: Callable[[], Iterable[bytes]]) -> Any:

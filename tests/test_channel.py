@@ -161,7 +161,7 @@ def test_wait_returns_at_once_when_an_entry_came_after_the_last_take() -> None:
     reader = channel.reader()
     reader.take()
     _log(channel, 1)
-    reader._event.clear()  # as if the wake-up had been consumed by an earlier wait
+    channel._wakeup = threading.Event()  # as if another reader had re-armed it after the append set the old one
     thread = _wait_in_thread(reader)
     thread.join(5)
     assert not thread.is_alive(), "wait() blocked although an entry was ready"

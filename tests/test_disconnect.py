@@ -74,7 +74,7 @@ def test_closing_mid_stream_releases_what_the_response_held_and_stops_formatting
     assert probe.sink is not None
     channel = probe.sink.channel
     assert channel.closed, "closing the response must abandon the channel"
-    assert channel._readers == ()
+    assert channel.readers == 0
     assert channel.next_seq - channel.first_seq == 0, "entries are still held"
     del stream
     gc.collect()

@@ -116,7 +116,7 @@ def test_close_is_idempotent_and_runs_its_cleanup_once() -> None:
     response.close()
     response.close()
     assert closes == [1]
-    assert channel._readers == (), "the reader is detached at the first close"
+    assert channel.readers == 0, "the reader is detached at the first close"
     with pytest.raises(StopIteration):
         next(response)
 

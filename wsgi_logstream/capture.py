@@ -105,8 +105,9 @@ class Sink:
             known = self._names[name] = any(name == p or name.startswith(p + ".") for p in self._prefixes)
         return known
 
-    def emit(self, record: logging.LogRecord) -> None:
-        line, message, name = self._render(record)
+    def emit(self, record: logging.LogRecord, restore: bool = True) -> None:
+        """Format ``record`` and append it; ``restore=False`` when no host handler will see the record."""
+        line, message, name = self._render(record, restore)
         self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
 
     def rewrite(self, record: logging.LogRecord, *, final: bool) -> None:
@@ -120,14 +121,34 @@ class Sink:
         elif final:  # a writer that cannot rewrite a line keeps only its last state
             self.channel.append_log(record.created, record.levelno, record.levelname, name, message, line)
 
-    def _render(self, record: logging.LogRecord) -> tuple[str, str, str]:
+    def _render(self, record: logging.LogRecord, restore: bool = True) -> tuple[str, str, str]:
         """The record's line, message and logger name as the stream shows them."""
+        state = record.__dict__
+        if restore:
+            line, message = self._format_restoring(record, state)
+        else:
+            # The record reaches no handler after this (the host's logger would not
+            # have made it): the fields the formatter caches on it need no putting back.
+            try:
+                line = self._formatter.format(record)
+                message = state["message"] if "message" in state else record.getMessage()
+            except Exception as exc:  # a broken formatter or bad %-args must not lose the record
+                message = _fallback_message(record)
+                line = f"{record.levelname} {record.name}: {message} [formatter failed: {exc!r}]"
+        name = record.name
+        if record.levelno >= 40:
+            self.errors += 1
+        if self._records is not None:
+            line, message = self._records.record(line, message)
+            name = self._records(name)
+        return line, message, name
+
+    def _format_restoring(self, record: logging.LogRecord, state: dict[str, Any]) -> tuple[str, str]:
         # Formatter.format caches what it computes on the record (message,
         # asctime, and the traceback in exc_text, which later formatters reuse
         # instead of calling their own formatException). The stream formats
         # first, so the host's handlers would see the stream's choices: put the
         # record back as it came.
-        state = record.__dict__
         saved_message, saved_asctime = state.get("message", _ABSENT), state.get("asctime", _ABSENT)
         saved_exc_text = record.exc_text
         try:
@@ -146,13 +167,7 @@ class Sink:
                 state.pop("asctime", None)
             else:
                 state["asctime"] = saved_asctime
-        name = record.name
-        if record.levelno >= 40:
-            self.errors += 1
-        if self._records is not None:
-            line, message = self._records.record(line, message)
-            name = self._records(name)
-        return line, message, name
+        return line, message
 
     def redacted(self, text: str) -> str:
         """``text`` with the stream's ``redact`` option applied (if any)."""
@@ -188,6 +203,17 @@ def _fallback_message(record: logging.LogRecord) -> str:
         return f"{record.msg!r} % {record.args!r}"
 
 
+def _host_enabled(logger: logging.Logger, level: int) -> bool:
+    """The original ``isEnabledFor``: what the host's own configuration says."""
+    if _stdlib_fast_path:
+        # logging's own method, inlined: its per-level cache, without another Python call.
+        try:
+            return not logger.disabled and logger._cache[level]  # type: ignore[attr-defined,no-any-return]
+        except (KeyError, AttributeError):
+            pass
+    return _original_is_enabled_for(logger, level)
+
+
 def _is_enabled_for(self: logging.Logger, level: int) -> bool:
     sink = _current.get()
     if sink is None:
@@ -199,9 +225,13 @@ def _is_enabled_for(self: logging.Logger, level: int) -> bool:
             return not self.disabled and self._cache[level]  # type: ignore[attr-defined,no-any-return]
         except (KeyError, AttributeError):
             return _original_is_enabled_for(self, level)
-    if _original_is_enabled_for(self, level):
+    if _host_enabled(self, level):
         return True
-    return not self.disabled and sink.wants(self.name, level) and self.manager.disable < level
+    # Sink.wants, inlined for the common case (every logger captured): this
+    # runs in the operation's thread for every record it logs.
+    if level < sink.level or self.disabled or sink.channel.closed or self.manager.disable >= level:
+        return False
+    return sink._prefixes is None or sink.wants(self.name, level)
 
 
 def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
@@ -209,10 +239,14 @@ def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
     if sink is None:
         _original_call_handlers(self, record)
         return
-    if sink.wants(self.name, record.levelno):
-        sink.emit(record)
+    levelno = record.levelno
     # Only records the logger would have made without us reach the host's handlers.
-    if _original_is_enabled_for(self, record.levelno):
+    host = _host_enabled(self, levelno)
+    # Sink.wants inlined, as above. A record handed to Logger.handle() directly
+    # never met isEnabledFor, so this asks again rather than assume.
+    if levelno >= sink.level and not sink.channel.closed and (sink._prefixes is None or sink.wants(self.name, levelno)):
+        sink.emit(record, restore=host)
+    if host:
         _original_call_handlers(self, record)
 
 

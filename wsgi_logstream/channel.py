@@ -9,6 +9,12 @@ about now) and a reader that had not read it learns how many it missed.
 
 The lock is held only to number and append an entry or to copy a batch out;
 never while anything is written to a socket.
+
+Waking readers costs the producer O(1) per entry, however many readers there
+are: they all wait on one shared event per channel (see :meth:`Reader.wait`),
+which the producer sets only if it is not set already. A job watched by a
+thousand people must not make its operation loop over a thousand readers for
+every line it logs.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
+
+from .entry import Entry, Journal, Summary
 
 __all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
@@ -27,109 +34,6 @@ FLUSH_ENTRIES = 512
 #: A reader takes at most about this many characters of lines at a time, so a
 #: viewer joining a long history gets it in bounded chunks, never as one.
 MAX_CHUNK_CHARS = 256 * 1024
-
-
-class Entry:
-    """One thing that happened: a log record (``kind == "log"``), progress, or a section's start or end.
-
-    A ``"section"`` entry (:mod:`wsgi_logstream.sections`) keeps its name in
-    ``message``, ``"start"`` or ``"end"`` in ``line``, its depth (1 for the
-    outermost) in ``levelno``, and, at its end, its status (``"ok"`` or
-    ``"error"``) in ``levelname`` and its duration in seconds in ``done``.
-
-    A ``"partial"`` entry is a log record's line while it is being rewritten
-    with CR (a progress bar): the next state of that line, or its final
-    ``"log"`` entry, takes the same sequence number and replaces it
-    (``Channel.append_partial``).
-    """
-
-    __slots__ = ("created", "done", "kind", "levelname", "levelno", "line", "message", "name", "seq", "total")
-
-    def __init__(
-        self,
-        kind: str,
-        created: float,
-        levelno: int = 0,
-        levelname: str = "",
-        name: str = "",
-        message: str = "",
-        line: str = "",
-        done: float = 0.0,
-        total: float | None = None,
-    ) -> None:
-        self.seq = 0
-        self.kind = kind
-        self.created = created
-        self.levelno = levelno
-        self.levelname = levelname
-        self.name = name
-        self.message = message
-        self.line = line
-        self.done = done
-        self.total = total
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data, for a store in another process."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
-        entry = cls(
-            str(data["kind"]),
-            float(data["created"]),
-            int(data.get("levelno", 0)),
-            str(data.get("levelname", "")),
-            str(data.get("name", "")),
-            str(data.get("message", "")),
-            str(data.get("line", "")),
-            float(data.get("done", 0.0)),
-            None if data.get("total") is None else float(data["total"]),
-        )
-        entry.seq = int(data["seq"])
-        return entry
-
-
-@dataclass(frozen=True)
-class Summary:
-    """How an operation ended. ``status`` is ok, error, timeout or cancelled."""
-
-    status: str
-    started: float
-    ended: float
-    records: int
-    error: str | None = None
-    traceback: str | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return max(self.ended - self.started, 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
-        return cls(
-            status=str(data["status"]),
-            started=float(data["started"]),
-            ended=float(data["ended"]),
-            records=int(data["records"]),
-            error=None if data.get("error") is None else str(data["error"]),
-            traceback=None if data.get("traceback") is None else str(data["traceback"]),
-        )
-
-
-class Journal(Protocol):
-    """Where a channel also hands its entries, in order (a job's file: :mod:`wsgi_logstream.journal`)."""
-
-    #: Entries to write, added under the channel's lock (each line once, at its last state).
-    pending: deque[Entry]
-
-    def flush(self) -> None:
-        """Write what is pending; called by the appending thread, outside the lock, once enough is."""
 
 
 class Channel:
@@ -151,19 +55,31 @@ class Channel:
         self._next = 1  # sequence number of the next entry
         self._records = 0
         self._lock = threading.Lock()
-        self._readers: tuple[Reader, ...] = ()
+        # A dict used as an ordered set: a job's thousands of viewers come and go in O(1) each.
+        self._readers: dict[Reader, None] = {}
+        #: How many readers are attached now (a plain attribute: each viewer reads it per chunk).
+        self.readers = 0
         self._abandoned = False
+        self._chars = 0  # characters appended so far (Entry.end)
+        # One event for every reader: see Reader.wait for how it is re-armed.
+        self._wakeup = threading.Event()
+        self._armed = True  # a reader may be waiting on _wakeup: see _wake
+        self._timer_at = _NEVER  # when a reader waiting on _wakeup with a timeout will set it: see Reader.wait
+        #: True once no more entries are accepted (ended or abandoned). A plain
+        #: attribute, not a property: the operation's thread reads it per record.
+        self.closed = False
         self.last_progress: Entry | None = None
+        #: The last chunk each shared format encoded: ``cache_key -> (first seq, last seq, bytes)``.
+        #: Readers woken by the same entry usually take the same range, so all but the first
+        #: send the same bytes object (``Reader.take_encoded``).
+        self.chunks: dict[object, tuple[int, int, bytes]] = {}
+        #: The shared encoder per format key (``response.entry_encoder``): one per channel, not one per viewer.
+        self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
         self._partial: Entry | None = None  # the newest entry, while it is a line being rewritten
         #: Where a job's entries are also written, beyond ``max_entries`` (:mod:`wsgi_logstream.journal`).
         self.journal: Journal | None = None
 
     # -- producer side ---------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """No more entries are accepted: the channel ended or was abandoned."""
-        return self.summary is not None or self._abandoned
 
     @property
     def records(self) -> int:
@@ -180,7 +96,27 @@ class Channel:
             return self._next - len(self._entries)
 
     def append_log(self, created: float, levelno: int, levelname: str, name: str, message: str, line: str) -> None:
-        self._append(Entry("log", created, levelno, levelname, name, message, line))
+        # The operation's thread, once per record: _append inlined (one call fewer).
+        entry = Entry("log", created, levelno, levelname, name, message, line)
+        with self._lock:
+            if self.closed:
+                return
+            journal = self.journal
+            if journal is not None:
+                if self._partial is not None:
+                    journal.pending.append(self._partial)
+                journal.pending.append(entry)
+            self._partial = None
+            entry.seq = seq = self._next
+            self._next = seq + 1
+            self._chars = entry.end = self._chars + len(line) + len(message)
+            self._records += 1
+            self._entries.append(entry)
+        if self._armed:  # _wake, inlined: while readers are busy, nothing more than this test
+            self._armed = False
+            self._wakeup.set()
+        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
+            journal.flush()
 
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
         self._append(Entry("progress", created, message=message or "", done=done, total=total))
@@ -212,7 +148,7 @@ class Channel:
         """
         entry = Entry("log" if final else "partial", created, levelno, levelname, name, message, line)
         with self._lock:
-            if self.summary is not None or self._abandoned:
+            if self.closed:
                 return
             current = self._partial
             journal = self.journal
@@ -221,9 +157,15 @@ class Channel:
                     journal.pending.append(current)  # a state that stays: later lines came after it
                 entry.seq = self._next
                 self._next += 1
+                self._chars = entry.end = self._chars + len(line) + len(message)
                 self._entries.append(entry)
             else:
                 entry.seq = current.seq
+                self._chars = entry.end = (
+                    current.end - len(current.line) - len(current.message) + len(line) + len(message)
+                )
+                # The shared chunks name entries by sequence number, and this one now holds other bytes.
+                self.chunks.clear()
                 entries = self._entries
                 if entries and entries[-1] is current:
                     entries[-1] = entry
@@ -237,14 +179,13 @@ class Channel:
                 if journal is not None:
                     journal.pending.append(entry)
             self._partial = None if final else entry
-        for reader in self._readers:
-            reader.wake()
+        self._wake()
         if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
             journal.flush()
 
     def _append(self, entry: Entry) -> None:
         with self._lock:
-            if self.summary is not None or self._abandoned:
+            if self.closed:
                 return
             journal = self.journal
             if journal is not None:
@@ -254,15 +195,30 @@ class Channel:
             self._partial = None
             entry.seq = self._next
             self._next += 1
+            self._chars = entry.end = self._chars + len(entry.line) + len(entry.message)
             if entry.kind == "log":
                 self._records += 1
             elif entry.kind == "progress":
                 self.last_progress = entry
             self._entries.append(entry)
-        for reader in self._readers:
-            reader.wake()
+        self._wake()
         if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
             journal.flush()
+
+    def _wake(self) -> None:
+        """Wake every waiting reader, at O(1) cost whatever their number.
+
+        ``_armed``: a reader put a fresh event in place since the last wake-up (only then is anyone to wake).
+        A reader raises it under the lock before it re-checks for entries, so an entry appended after that
+        check always finds it up and sets the event the reader waits on (see :meth:`Reader.wait`).
+        """
+        if self._armed:
+            self._armed = False
+            self._wakeup.set()
+
+    def _wake_all(self) -> None:
+        self._armed = False
+        self._wakeup.set()
 
     def close(self, summary: Summary) -> bool:
         """End the channel with ``summary``; later entries are ignored.
@@ -275,15 +231,17 @@ class Channel:
             if self.journal is not None and self._partial is not None:
                 self.journal.pending.append(self._partial)  # the line's last state, as it was left
             self.summary = summary
-        for reader in self._readers:
-            reader.wake()
+            self.closed = True
+        self._wake_all()
         return True
 
     def abandon(self) -> None:
         """Nobody will read on: drop what is held and ignore what comes (the summary still lands)."""
         with self._lock:
             self._abandoned = True
+            self.closed = True
             self._entries.clear()
+            self.chunks.clear()
 
     # -- reader side -----------------------------------------------------------
 
@@ -294,12 +252,14 @@ class Channel:
     def attach(self, reader: Reader) -> Reader:
         """Add ``reader`` (made for this channel) to those woken by appends."""
         with self._lock:
-            self._readers = (*self._readers, reader)
+            self._readers[reader] = None
+            self.readers = len(self._readers)
         return reader
 
     def _detach(self, reader: Reader) -> None:
         with self._lock:
-            self._readers = tuple(r for r in self._readers if r is not reader)
+            self._readers.pop(reader, None)
+            self.readers = len(self._readers)
 
     def _take(self, reader: Reader) -> tuple[int, list[Entry]]:
         with self._lock:
@@ -308,27 +268,86 @@ class Channel:
             missed = first - cursor if cursor < first else 0
             cursor = max(cursor, first)
             wanted = self._next - cursor
+            entries = self._entries
             if wanted <= 0:
                 batch: list[Entry] = []
-            elif wanted <= _SMALL:
-                # The common case, a live reader a few entries behind: copy from the right.
-                batch = list(itertools.islice(reversed(self._entries), wanted))
-                batch.reverse()
-                batch = _bounded(batch)
             else:
-                batch = _bounded(itertools.islice(self._entries, len(self._entries) - wanted, None))
-            reader.cursor = batch[-1].seq + 1 if batch else self._next
-            if not self.retain and self._entries:
-                low = min(r.cursor for r in self._readers) if self._readers else self._next
-                if low >= self._next:
-                    self._entries.clear()
+                start = len(entries) - wanted
+                head = entries[start]
+                # Entry.end counts characters cumulatively: one subtraction says whether all
+                # that is wanted fits in a chunk, so only an oversized take (a long history)
+                # is walked entry by entry. Thousands of viewers each take hundreds of
+                # entries per wake-up when a job logs fast: no per-entry loop for them.
+                if self._chars - head.end + len(head.line) + len(head.message) <= MAX_CHUNK_CHARS:
+                    if wanted <= _SMALL:
+                        # A live reader a few entries behind: copy from the right.
+                        batch = list(itertools.islice(reversed(entries), wanted))
+                        batch.reverse()
+                    else:
+                        batch = list(itertools.islice(entries, start, None))
                 else:
-                    while self._entries[0].seq < low:
-                        self._entries.popleft()
+                    batch = _bounded(itertools.islice(entries, start, None))
+            reader.cursor = batch[-1].seq + 1 if batch else self._next
+            if not self.retain:
+                self._release_taken()
         return missed, batch
+
+    def _release_taken(self) -> None:
+        """Drop the entries every reader has taken (a plain stream keeps no history). Under the lock."""
+        if not self._entries:
+            return
+        readers = self._readers
+        if len(readers) == 1:
+            low = next(iter(readers)).cursor
+        else:
+            low = min(r.cursor for r in readers) if readers else self._next
+        if low >= self._next:
+            self._entries.clear()
+        else:
+            while self._entries[0].seq < low:
+                self._entries.popleft()
+
+    def _take_encoded(
+        self, reader: Reader, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]
+    ) -> tuple[int, bytes | None]:
+        """Like :meth:`_take`, but ``encode(entries)``, shared by readers (None: nothing taken).
+
+        Readers woken by the same append usually want the same range: the first encodes it (outside the
+        lock) into ``chunks``; the others find it there without copying an entry (thousands of viewers
+        each take hundreds of entries per wake-up when a job logs fast).
+        """
+        with self._lock:
+            entries = self._entries
+            first = self._next - len(entries)
+            cursor = reader.cursor
+            missed = first - cursor if cursor < first else 0
+            cursor = max(cursor, first)
+            wanted = self._next - cursor
+            if wanted <= 0:
+                reader.cursor = self._next
+                return missed, None
+            start = len(entries) - wanted
+            head = entries[start]
+            whole = self._chars - head.end + len(head.line) + len(head.message) <= MAX_CHUNK_CHARS
+            if whole:
+                chunk = self.chunks.get(key)
+                if chunk is not None and chunk[0] == cursor and chunk[1] == self._next - 1:
+                    reader.cursor = self._next
+                    return missed, chunk[2]
+                batch = list(itertools.islice(entries, start, None))
+            else:
+                batch = _bounded(itertools.islice(entries, start, None))
+            reader.cursor = batch[-1].seq + 1
+            if not self.retain:
+                self._release_taken()
+        body = encode(batch)
+        # Readers racing here each store a correct chunk; the last one stays.
+        self.chunks[key] = (batch[0].seq, batch[-1].seq, body)
+        return missed, body
 
 
 _SMALL = 256
+_NEVER = float("inf")
 
 
 def _bounded(entries: Iterable[Entry]) -> list[Entry]:
@@ -350,26 +369,66 @@ class Reader:
         self.channel = channel
         self.cursor = cursor
         self.missed = 0  # entries this reader lost because it fell behind
-        self._event = threading.Event()
-
-    def wake(self) -> None:
-        if not self._event.is_set():
-            self._event.set()
 
     def take(self) -> tuple[int, Sequence[Entry]]:
         """Everything available now: (entries missed since the last take, entries)."""
+        if self.cursor >= self.channel._next:
+            # Nothing new (read without the lock: a stale answer only sends the caller
+            # to wait(), which checks again after arming). Each viewer asks once more
+            # after every chunk it sends: this spares that call the lock.
+            return 0, []
         missed, batch = self.channel._take(self)
         self.missed += missed
         return missed, batch
 
+    def take_encoded(self, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]) -> tuple[int, bytes | None]:
+        """:meth:`take`, as bytes: ``encode(entries)``, shared with the channel's other readers under ``key``.
+
+        ``key`` names the encoding (see ``response.cache_key``): readers with equal
+        keys must encode equal entries to equal bytes.
+        """
+        if self.cursor >= self.channel._next:
+            return 0, None
+        missed, body = self.channel._take_encoded(self, key, encode)
+        self.missed += missed
+        return missed, body
+
     def wait(self, timeout: float | None) -> None:
-        """Block until an entry may be available, the channel closes, or ``timeout``."""
-        self._event.clear()
-        # Re-check after clearing: an append between our last take and the clear
-        # would otherwise be a lost wake-up.
-        if self.cursor < self.channel.next_seq or self.channel.summary is not None:
+        """Block until an entry may be available, the channel closes, or ``timeout``.
+
+        All of a channel's readers wait on one event, which the producer sets (once) after an append. A set
+        event cannot be cleared (other readers may not have woken from it yet): the first reader back swaps in
+        a fresh one, under the lock, so that no reader waits on an event nobody will set.
+        """
+        channel = self.channel
+        with channel._lock:
+            event = channel._wakeup
+            if event.is_set():
+                channel._timer_at = _NEVER  # before the new event is seen: its timer is not the old one's
+                event = channel._wakeup = threading.Event()
+                channel._armed = True
+            # Re-check after arming: an append since our last take set the old event, not this one.
+            # An append after this check finds _armed up and sets the event we hold.
+            if self.cursor < channel._next or channel.summary is not None:
+                return
+            # One timer per channel, not one per waiting reader (a timer made and cancelled per
+            # wait cost a thousand viewers a quarter of the worker): a reader whose deadline is no
+            # earlier than the event's timer waits without one; the timer's holder sets the event
+            # when it runs out and every reader looks at its own clock. Under the lock: this event's.
+            timed = False
+            if timeout is not None:
+                due = time.monotonic() + timeout
+                if due < channel._timer_at:
+                    channel._timer_at = due
+                    timed = True
+        if not timed:
+            event.wait()
             return
-        self._event.wait(timeout)
+        try:
+            event.wait(timeout)
+        finally:
+            if not event.is_set():  # our timer ran out (or the wait was interrupted): wake the rest
+                event.set()
 
     @property
     def at_end(self) -> bool:

@@ -4,8 +4,10 @@ Four formats, one class each, with the same five methods: ``head`` (sent at
 once so that servers such as waitress send headers and proxies see a byte),
 ``batch`` (everything a reader took in one go, as one chunk), ``keepalive``
 (never empty, since servers skip empty chunks, and never mistaken for a log
-line), ``end`` (the summary) and ``media_type``. No I/O and no threads here:
-this is the only place that knows about escaping.
+line), ``end`` (the summary) and ``media_type``. No I/O and no threads here.
+The wire formats' escaping is all here; the other places that build markup
+(the jobs page, the viewer's page head, the probe, the demo) escape what they
+put in it themselves.
 
 Escaping rules, per format:
 

@@ -12,6 +12,9 @@ called at the log's deadline (and every ``recheck`` seconds, for a job whose
 runner holds a lease) and settles the job's status, which closes the log when
 the job timed out or was lost.
 
+Several readers of one channel (a job's viewers) share the encoding of each
+entry and of each chunk: see :func:`entry_encoder`.
+
 ``close()`` is what the server calls when the response ends or the client is
 gone; it releases the reader at once and runs ``on_close``; calling it again
 does nothing.
@@ -20,13 +23,14 @@ does nothing.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterator, Sequence
 
+from .channel import Entry, Reader
 from .errors import StoreUnavailable
-from .formats import Format
+from .formats import Format, HtmlFormat, NdjsonFormat, SseFormat, TextFormat
 from .store import LogReader
 
-__all__ = ["FIRST_GAP", "FIRST_WRITE", "StreamResponse", "split_head"]
+__all__ = ["FIRST_GAP", "FIRST_WRITE", "StreamResponse", "cache_key", "entry_encoder", "split_head"]
 
 #: The most the first chunk carries. Caddy's ``encode`` compresses (and then
 #: holds) a response whose first write is 512 bytes or more.
@@ -60,6 +64,14 @@ class StreamResponse:
     ) -> None:
         self._reader = reader
         self._format = fmt
+        # A channel's reader, with a format that can share its encoding: see entry_encoder. Only the key
+        # here: the encoder is made (once per channel and key) when a second reader attaches, since an
+        # object per response is memory every idle stream would hold.
+        self._channel_reader = reader if isinstance(reader, Reader) else None
+        self._key = cache_key(fmt) if self._channel_reader is not None else None
+        # A reader that takes in its own way (a job's JournaledReader reads what the channel no longer
+        # holds from the journal) still shares each entry's encoding, but not the channel's chunks.
+        self._plain_take = type(reader).take is Reader.take
         self._title = title
         self._started = started
         self._heartbeat = heartbeat
@@ -95,17 +107,35 @@ class StreamResponse:
         if self._pending:
             return self._pending.pop()
         reader = self._reader
-        quiet_until = time.monotonic() + self._heartbeat
+        quiet_until = 0.0  # set on the first pass that finds nothing: most passes find something
+        woken = False
+        shared, key = self._channel_reader, self._key
         while True:
-            missed, batch = reader.take()
-            if batch or missed:
-                return self._format.batch(missed, batch)
+            if shared is not None and key is not None and shared.channel.readers > 1:
+                encoders = shared.channel.encoders
+                encode = encoders.get(key)
+                if encode is None:
+                    encode = encoders[key] = entry_encoder(self._format, key)
+                if self._plain_take:
+                    missed, body = shared.take_encoded(key, encode)
+                else:
+                    missed, batch = reader.take()
+                    body = encode(batch) if batch else None
+                if body is not None or missed:  # something taken, even if it encodes to nothing
+                    body = body or b""
+                    return self._format.batch(missed, ()) + body if missed else body
+            else:
+                missed, batch = reader.take()
+                if batch or missed:
+                    return self._format.batch(missed, batch)
             if reader.at_end:
                 self._finished = True
                 summary = reader.summary
                 assert summary is not None
                 return self._format.end(summary, reader.missed, reader.next_seq)
             now = time.monotonic()
+            if not quiet_until:
+                quiet_until = now + self._heartbeat
             if self._deadline is not None and now >= self._deadline and self._check is not None:
                 try:
                     self._check()  # may close the log: the next pass sends the summary
@@ -116,11 +146,16 @@ class StreamResponse:
                 self._deadline = self._next_due(now)
                 continue
             remaining = quiet_until - now
-            if remaining <= 0:
+            if remaining <= 0 or (woken and remaining < self._heartbeat / 2):
+                # Woken with nothing to send: another reader's timer ran out (a channel
+                # keeps one timer for all its readers, see Reader.wait). Sending this
+                # keep-alive a little early aligns the readers' clocks, so that the next
+                # timer serves them all instead of waking everyone once per reader.
                 return self._format.keepalive()
             if self._deadline is not None:
                 remaining = min(remaining, self._deadline - now)
             reader.wait(remaining)
+            woken = True
 
     def _next_due(self, now: float) -> float | None:
         due = [
@@ -138,3 +173,51 @@ class StreamResponse:
         if self._on_close is not None:
             callback, self._on_close = self._on_close, None
             callback()
+
+
+def cache_key(fmt: Format) -> Hashable | None:
+    """What the bytes of ``fmt.batch`` depend on besides its arguments; None: not shared between readers.
+
+    Readers of one log whose formats have equal keys share each entry's
+    encoding (:func:`entry_encoder`), which relies on ``batch(missed,
+    entries)`` being ``batch(missed, [])`` (the dropped marker, or nothing)
+    followed by ``batch(0, [entry])`` for each entry: true of the four formats
+    (``tests/test_fanout.py`` checks it). Exact types only: a subclass may
+    encode differently.
+    """
+    kind = type(fmt)
+    if kind is TextFormat:
+        return ("text", fmt.ansi)  # type: ignore[attr-defined]
+    if kind is SseFormat:
+        return ("sse", fmt.detail)  # type: ignore[attr-defined]  # retry_ms and last_id are only in the head
+    if kind is NdjsonFormat or kind is HtmlFormat:
+        return (fmt.name,)  # HtmlFormat's options are only in its head
+    return None
+
+
+def entry_encoder(fmt: Format, key: Hashable) -> Callable[[Sequence[Entry]], bytes]:
+    """``fmt.batch(0, entries)``, each entry encoded once for all readers whose formats share ``key``.
+
+    A job watched by many people must not escape, frame and encode every
+    line once per viewer. Each entry keeps its bytes per format key
+    (``Entry.encoded``, released with the entry), and the channel keeps the
+    last chunk per key (``Reader.take_encoded``): the first reader woken by an
+    append encodes, the others send the same bytes. A lone reader (a plain
+    stream) does not come here and pays for no cache. This relies on a batch
+    being its dropped marker followed by its entries' bytes (see :func:`cache_key`).
+    """
+    batch = fmt.batch
+
+    def encode(entries: Sequence[Entry]) -> bytes:
+        parts = []
+        for entry in entries:
+            encoded = entry.encoded
+            if encoded is None:
+                encoded = entry.encoded = {}
+            data = encoded.get(key)
+            if data is None:
+                data = encoded[key] = batch(0, (entry,))
+            parts.append(data)
+        return b"".join(parts)
+
+    return encode
