@@ -760,7 +760,10 @@
       while (!done) {
         let failure = "";
         try {
-          const response = await fetch(`${location.pathname}?format=ndjson&since=${lastSeq}`,
+          // From before the oldest line still being rewritten, so its final state comes; what we have is skipped.
+          let since = lastSeq;
+          for (const seq of partialAt.keys()) since = Math.min(since, seq - 1);
+          const response = await fetch(`${location.pathname}?format=ndjson&since=${since}`,
             {headers: {Accept: "application/x-ndjson"}, cache: "no-store"});
           if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
             lost(`the server answered ${response.status}: ${(await response.text()).trim()}`);
