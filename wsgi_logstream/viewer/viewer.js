@@ -7,6 +7,7 @@
   const SGR = /\u241b\[([0-9;]*)m/g;
   const TRACEBACK = "Traceback (most recent call last):";
   const LEVELS = {10: "d", 20: "i", 30: "w", 40: "e", 50: "c"};
+  const RANKS = {d: 1, i: 2, w: 3, e: 4, c: 5};  // a record's level class, in order: the level filter's scale
   const PALETTE = ["#3b3b3b", "#c0262d", "#177245", "#a15c00", "#2563eb", "#9333ea", "#0e7490", "#9ca3af",
     "#6b7280", "#ef4444", "#22c55e", "#eab308", "#60a5fa", "#c084fc", "#22d3ee", "#e5e7eb"];
   const OVERSCAN = 30;          // lines rendered beyond each edge of the viewport
@@ -96,20 +97,32 @@
     // are in the page; lastScale is the scroller's scale at the last draw.
     let first = 0, els = [], lastScale = 1;
     let following = true, needle = "", done = false;
+    // The filter: needle (a substring, lower case) or pattern (a RegExp, from a box written /.../), and
+    // least (a RANKS value: records below it are not shown). hit: the entry the reader went to with
+    // next/previous (-1: none); jump: scroll to it at the next draw.
+    let pattern = null, least = 0, hit = -1, jump = false;
     let target = null;  // the lines the URL's #L<seq> or #L<from>-L<to> names: scrolled to once they are here
     aim();
 
     // The controls exist only with JavaScript: without it there would be nothing to click.
     const bar = make("progress", {id: "progress", hidden: true});
     const barText = make("span", {id: "progress-text"});
-    const filter = make("input", {id: "filter", type: "search", placeholder: "filter lines",
-      title: "show only the lines containing this text"});
+    const filter = make("input", {id: "filter", type: "search", placeholder: "filter lines, or /regex/",
+      title: "show only the lines containing this text, or matching /a regular expression/ " +
+        "(Enter: next match, Shift+Enter: previous)"});
+    const level = make("select", {id: "level", title: "show only the lines at this level or above"});
+    for (const [value, label] of [["0", "all levels"], ["2", "info and above"], ["3", "warning and above"],
+      ["4", "error and above"]]) level.append(make("option", {value, textContent: label}));
+    const prev = make("button", {id: "prev", type: "button", textContent: "\u25b2", title: "previous match (Shift+Enter)"});
+    const next = make("button", {id: "next", type: "button", textContent: "\u25bc", title: "next match (Enter)"});
+    const count = make("span", {id: "count"});  // "k of N", or why the filter is not applied
+    count.setAttribute("role", "status");
     const follow = make("button", {id: "follow", type: "button", title: "follow new lines, or pause"});
     const zone = make("button", {id: "tz", type: "button"});
     const banner = make("span", {id: "banner", hidden: true});
     banner.setAttribute("role", "status");
     const tools = make("span", {id: "tools"});
-    tools.append(bar, barText, filter, follow, zone, downloadLink(make("a", {id: "download", textContent: "download"})));
+    tools.append(bar, barText, filter, count, prev, next, level, follow, zone, downloadLink(make("a", {id: "download", textContent: "download"})));
     state.after(banner);
     state.parentNode.append(tools);
 
@@ -166,10 +179,15 @@
     // The wheel says "up" before the scroll lands: pause first, so a fast log cannot pull the view back.
     main.addEventListener("wheel", (event) => { if (event.deltaY < 0) setFollowing(false); }, {passive: true});
     window.addEventListener("resize", paint);
-    filter.addEventListener("input", () => {
-      needle = filter.value.trim().toLowerCase();
-      rebuild();
+    filter.addEventListener("input", refilter);
+    level.addEventListener("change", refilter);
+    filter.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      go(event.shiftKey ? -1 : 1);
     });
+    prev.addEventListener("click", () => go(-1));
+    next.addEventListener("click", () => go(1));
     view.addEventListener("toggle", (event) => {
       const row = event.target.closest("#log > *");
       if (!row) return;
@@ -369,7 +387,7 @@
     }
 
     // A filter finds lines in shut sections too: with one, the folds do not hide.
-    function shown(i) { return needle === "" ? !hidden(i) : matches(i); }
+    function shown(i) { return filtering() ? matches(i) : !hidden(i); }
 
     function toggle(s) {
       secs[s].user = folded(s);
@@ -431,7 +449,60 @@
       return lo < nrows ? lo : -1;
     }
 
-    function matches(i) { return needle === "" || texts[i].toLowerCase().includes(needle); }
+    // The filter's test: the level first (records only; a section's header has none, so a level hides it),
+    // then the text. A pattern sees the entry without its final line break, so /5$/ means "ends with 5".
+    function matches(i) {
+      if (least && (kinds[i] === "sec" || (kinds[i].startsWith("r ") && (RANKS[kinds[i][2]] || 0) < least))) return false;
+      if (pattern) {
+        const text = texts[i];
+        return pattern.test(text.endsWith("\n") ? text.slice(0, -1) : text);
+      }
+      return needle === "" || texts[i].toLowerCase().includes(needle);
+    }
+    function filtering() { return needle !== "" || pattern !== null || least > 0; }
+
+    // The box or the level changed. A box written /.../flags is a regular expression; an invalid one
+    // is said in the tools bar and filters nothing (the level still applies).
+    function refilter() {
+      const value = filter.value.trim();
+      const regex = /^\/(.+)\/([a-z]*)$/.exec(value);
+      needle = "";
+      pattern = null;
+      filter.removeAttribute("aria-invalid");
+      least = Number(level.value) || 0;
+      if (regex) {
+        try {
+          pattern = new RegExp(regex[1], regex[2].replace(/[gy]/g, ""));  // no lastIndex to carry between lines
+        } catch (error) {
+          filter.setAttribute("aria-invalid", "true");
+          count.textContent = `bad regex: ${error.message}`.slice(0, 80);
+        }
+      } else needle = value.toLowerCase();
+      hit = -1;
+      rebuild();
+    }
+
+    // Next (+1) or previous (-1) of the lines the filter shows, over the whole log, wrapping around;
+    // without a filter, nothing to go through.
+    function go(step) {
+      if (!filtering() || !nrows) return;
+      let k;
+      if (hit < 0) k = step > 0 ? 0 : nrows - 1;
+      else if (step > 0) { k = rowAfter(hit); if (k >= nrows) k = 0; }
+      else { k = rowAfter(hit - 1) - 1; if (k < 0) k = nrows - 1; }
+      hit = rows[k];
+      jump = true;
+      setFollowing(false);
+      clear();
+      paint();
+    }
+
+    function counted() {
+      if (filter.getAttribute("aria-invalid") === "true") return;  // the message stays until the box changes
+      const k = hit >= 0 ? rowOf(hit) : -1;
+      const n = filtering() ? `${nrows}${scanAt >= 0 ? "\u2026" : ""}` : "";
+      count.textContent = !n ? "" : k >= 0 ? `${k + 1} of ${n}` : `${n} ${nrows === 1 ? "match" : "matches"}`;
+    }
 
     function grow() {
       const more = new Float64Array(tops.length * 2);
@@ -523,8 +594,15 @@
           main.scrollTop = view.offsetTop + (tops[k] * lineHeight) / scale - main.clientHeight / 3;
         }
       }
+      if (jump) {
+        // Next/previous: the line the reader went to, a third of the way down.
+        jump = false;
+        const k = rowOf(hit);
+        if (k >= 0) main.scrollTop = view.offsetTop + (tops[k] * lineHeight) / scale - main.clientHeight / 3;
+      }
       if (following) main.scrollTop = main.scrollHeight;
       lastTop = main.scrollTop;
+      counted();
       const top = (main.scrollTop - view.offsetTop) * scale;
       const from = Math.max(0, top / lineHeight - OVERSCAN);
       const to = (top + main.clientHeight) / lineHeight + OVERSCAN;
@@ -582,6 +660,7 @@
       el.dataset.entry = String(i);
       if (seqs[i]) el.dataset.seq = String(seqs[i]);
       if (target && seqs[i] >= target.from && seqs[i] <= target.to) el.classList.add("hl");
+      if (i === hit) el.classList.add("hit");
       if (Number.isFinite(times[i])) {
         const ms = times[i] * 1000;
         el.dataset.time = clock(ms);
@@ -601,6 +680,7 @@
       el.dataset.section = String(s);
       if (seqs[i]) el.dataset.seq = String(seqs[i]);
       if (target && seqs[i] >= target.from && seqs[i] <= target.to) el.classList.add("hl");
+      if (i === hit) el.classList.add("hit");
       el.setAttribute("role", "button");
       el.setAttribute("aria-expanded", String(!shut));
       const name = make("span", {className: "sec-name", textContent: `${shut ? "\u25b8" : "\u25be"} ${texts[i]}`});
