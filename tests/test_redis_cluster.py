@@ -12,6 +12,7 @@ objects with the same prefix stand for two processes, as in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from tests.redis_server import RedisCluster, start_cluster
 from tests.servers import wait_until
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import Summary
+from wsgi_logstream.errors import StoreUnavailable
 from wsgi_logstream.record import JobRecord
 from wsgi_logstream.redis import RedisStore
 
@@ -158,7 +160,7 @@ def test_jobs_spread_over_every_node_and_their_live_viewers_get_every_line_on_a_
         for _ in threads:
             assert first_seen.acquire(timeout=30), "a viewer never got the first line"
         held = 0
-        for port, node in nodes.items():
+        for node in nodes.values():
             held += sum(1 for seen in node.client_list() if seen.get("name") == name)
         # The store's pools (3 a node) and the listener's one subscribed connection, for 60 viewers of 6 jobs.
         assert 1 <= held <= 3 * len(nodes) + 1, f"{held} connections for 60 viewers"
@@ -263,7 +265,7 @@ def test_after_keep_finished_a_jobs_keys_are_gone_from_every_node(
 
 
 def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_viewer_gets_the_rest(
-    cluster: RedisCluster, prefix: str, stores: list[RedisStore]
+    cluster: RedisCluster, prefix: str, stores: list[RedisStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = _store(stores, cluster, prefix)
     web = _store(stores, cluster, prefix)
@@ -296,6 +298,7 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
     http = TestApp(app)
     try:
         wait_until(lambda: len(seqs) >= 10, 20, "the viewer to get the first ten lines")
+        caplog.set_level(logging.WARNING, logger="wsgi_logstream")
         node.stop()
         for n in range(11, 21):  # the operation goes on: appending never waits for Redis
             _line(log, n)
@@ -317,6 +320,10 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
         assert log.finish(Summary("ok", time.time(), time.time(), 30))
         assert done.wait(60), "the viewer never got the end"
         assert seqs == list(range(1, 31)) and log.dropped == 0
+        # Once per store (the runner's and the web's), though calls to the two masters still up succeeded
+        # between the failures of calls to the one down.
+        messages = [record.getMessage() for record in caplog.records if record.name == "wsgi_logstream"]
+        assert 1 <= sum("unreachable" in message for message in messages) <= 2, messages
         listed = json.loads(http.get("/", headers={"Accept": "application/json"}).text)
         assert [(job["id"], job["status"]) for job in listed["jobs"]] == [("outage-job", "ok")]
     finally:
@@ -330,6 +337,6 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
 def _has_next(store: RedisStore, job_id: str, next_seq: int) -> bool:
     try:
         record = store.get(job_id)
-    except Exception:  # noqa: BLE001 - still 503: try again
+    except StoreUnavailable:  # still down: try again
         return False
     return record is not None and record.next_seq >= next_seq

@@ -34,15 +34,24 @@ _UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "LOADING", "READONLY", "MASTERDOWN", "
 
 
 class Outage:
-    """Turns Redis connection errors into :class:`StoreUnavailable`, logging once per outage."""
+    """Turns Redis connection errors into :class:`StoreUnavailable`, logging once per outage.
 
-    def __init__(self) -> None:
+    ``quiet`` (seconds): the outage ends only at a success that long after the
+    last failure. On one server it is 0; on a cluster, calls to the nodes still
+    up succeed between failures of calls to the one down, and the outage would
+    otherwise be logged over and over.
+    """
+
+    def __init__(self, quiet: float = 0.0) -> None:
         self.down = False
+        self._quiet = quiet
+        self._failed_at = 0.0
         self._lock = threading.Lock()
 
     def failed(self, exc: BaseException) -> StoreUnavailable:
         with self._lock:
             first, self.down = not self.down, True
+            self._failed_at = time.monotonic()
         if first:
             _log.warning("Redis is unreachable (%s); jobs answer 503 until it is back", exc)
         return StoreUnavailable("Redis is unreachable")
@@ -50,7 +59,9 @@ class Outage:
     def ok(self) -> None:
         if self.down:
             with self._lock:
-                was, self.down = self.down, False
+                was = self.down and time.monotonic() - self._failed_at >= self._quiet
+                if was:
+                    self.down = False
             if was:
                 _log.warning("Redis is reachable again; jobs are served")
 

@@ -90,7 +90,7 @@ class RedisStore:
         # On Cluster, the scripts that add to a log tell the listeners of every process here (see .news).
         self._news = f"{prefix}:news" if self._cluster else ""
         self._scripts = {name: self._client.register_script(source) for name, source in SCRIPTS.items()}
-        self._outage = Outage()
+        self._outage = Outage(quiet=5.0 if self._cluster else 0.0)
         self._retry = 0.5
         self._block = 5.0  # seconds an XREAD blocks at most; its connection's timeout is longer
         self._listener: Listener = NewsListener(self) if self._cluster else Listener(self)
