@@ -351,3 +351,22 @@ def _has_next(store: RedisStore, job_id: str, next_seq: int) -> bool:
     except StoreUnavailable:  # still down: try again
         return False
     return record is not None and record.next_seq >= next_seq
+
+
+def test_the_readmes_cluster_snippet_runs_as_written_against_a_real_cluster(cluster: RedisCluster) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("#### Redis Cluster") :]
+    snippet = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+    assert "redis://10.0.0.11:6379" in snippet
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet.replace("redis://10.0.0.11:6379", cluster.url), "README.md", "exec"), namespace)
+    app, store = namespace["app"], namespace["store"]
+    try:
+        http = TestApp(app)
+        location = http.post("/", status=303).headers["Location"]
+        text = http.get(location + "?format=text").text.splitlines()
+        assert [line for line in text if "imported" in line][-1].endswith("batch 2 imported")
+        assert text[-1].startswith("-- ok")
+    finally:
+        assert app.shutdown(10)
+        store.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
@@ -39,7 +39,7 @@ def make_client(url_or_client: Any, *, cluster: Any, max_connections: int) -> tu
                 connection_pool_class=redis.BlockingConnectionPool,
                 timeout=5,
                 # A node down answers 503 within about a second, not after redis-py's ten retries.
-                retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), 3),
+                retry=Retry(EqualJitterBackoff(cap=0.25, base=0.02), 3),
                 **_TIMEOUTS,
             )
         else:
