@@ -133,6 +133,7 @@ class NewsListener(Listener):
     def _read_jobs(self, wanted: list[str]) -> set[str]:
         """Read ``wanted`` from where the listener is, into their caches; the jobs that may have more."""
         more: set[str] = set()
+        down: BaseException | None = None
         for start in range(0, len(wanted), self.CHUNK):
             with self._lock:
                 chunk = [(job_id, self._watches.get(job_id)) for job_id in wanted[start : start + self.CHUNK]]
@@ -146,12 +147,16 @@ class NewsListener(Listener):
                     if watch is None:
                         continue
                     if isinstance(got, BaseException):
-                        if not is_outage(got):
+                        if isinstance(got, StoreUnavailable) or is_outage(got):
+                            down = got  # its node is down: the others' jobs were read all the same
+                        else:
                             _log.error("the Redis listener could not read job %s: %s", job_id, got)
                         continue  # its viewers read Redis themselves every few seconds
                     self._took(watch, got)
                     if got is not None and len(got.entries) >= self.CACHE and not watch.ended:
                         more.add(job_id)
+        if down is not None and not more:
+            raise StoreUnavailable(str(down))  # read everything again soon, not at the next sweep
         return more
 
     def _subscribed(self) -> Any:
