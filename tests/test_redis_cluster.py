@@ -31,7 +31,7 @@ from redis.cluster import RedisCluster as ClusterClient
 
 from tests.inproc import TestApp
 from tests.redis_server import RedisCluster, start_cluster
-from tests.servers import wait_until
+from tests.servers import free_port, wait_until
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.errors import StoreUnavailable
@@ -96,6 +96,8 @@ def _port_of(client: ClusterClient, key: str) -> int:
 def test_a_misused_cluster_option_is_refused_with_its_name(cluster: RedisCluster) -> None:
     with pytest.raises(TypeError, match="cluster"):
         RedisStore(cluster.url, cluster="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="url_or_client"):
+        RedisStore(cluster.url + "/3", cluster=True)  # Cluster has database 0 only
     plain = redis.Redis(port=cluster.ports[0])
     try:
         with pytest.raises(ValueError, match="cluster"):
@@ -369,4 +371,15 @@ def test_the_readmes_cluster_snippet_runs_as_written_against_a_real_cluster(clus
         assert text[-1].startswith("-- ok")
     finally:
         assert app.shutdown(10)
+        store.close()
+
+
+def test_a_cluster_store_made_while_no_node_answers_is_made_and_answers_503_until_one_does() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}", cluster=True)  # a web process starting during an outage
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.list()
+        with pytest.raises(StoreUnavailable):
+            store.get("some-job-id")
+    finally:
         store.close()

@@ -11,14 +11,15 @@ mistaken for a dead server.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import redis
 from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url
 from redis.retry import Retry
 
-__all__ = ["Client", "close_client", "dedicated_client", "is_cluster", "make_client", "node_client"]
+__all__ = ["Client", "close_client", "dedicated_client", "make_client", "node_client"]
 
 #: What the store talks to: one server, or a cluster.
 Client = Union[redis.Redis, RedisCluster]
@@ -27,43 +28,54 @@ Client = Union[redis.Redis, RedisCluster]
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2}
 
 
-def make_client(url_or_client: Any, *, cluster: Any, max_connections: int) -> tuple[Client, bool]:
-    """(the client, whether the store owns it and so closes it) for ``url_or_client`` and ``cluster``."""
+def make_client(url_or_client: Any, *, cluster: Any, max_connections: int) -> tuple[Callable[[], Client], bool, bool]:
+    """(what makes the client, whether the store owns it and so closes it, whether it is a cluster).
+
+    A cluster client asks a node for the cluster's layout as it is made, so
+    one made from a URL is made at first use: a store made while the cluster
+    is down answers 503 until it is up, as one on a single server does,
+    rather than failing where it is made.
+    """
     if not isinstance(cluster, bool):
         raise TypeError(f"cluster must be True or False, got {cluster!r}")
     if isinstance(url_or_client, str):
         if cluster:
-            client: Client = RedisCluster.from_url(
-                url_or_client,
-                max_connections=max_connections,
-                connection_pool_class=redis.BlockingConnectionPool,
-                timeout=5,
-                # A node down answers 503 within about a second, not after redis-py's ten retries.
-                retry=Retry(EqualJitterBackoff(cap=0.25, base=0.02), 3),
-                **_TIMEOUTS,
-            )
-        else:
-            pool = redis.BlockingConnectionPool.from_url(
-                url_or_client, max_connections=max_connections, timeout=5, **_TIMEOUTS
-            )
-            client = redis.Redis(connection_pool=pool)
-        return client, True
+            parsed: dict[str, Any] = parse_url(url_or_client)  # type: ignore[no-untyped-call]
+            db = parsed.get("db")  # a bad URL is refused here, as on one server
+            if db not in (None, 0):
+                raise ValueError(f"url_or_client: Redis Cluster has only database 0, got {url_or_client!r}")
+
+            def made() -> Client:
+                return RedisCluster.from_url(
+                    url_or_client,
+                    max_connections=max_connections,
+                    connection_pool_class=redis.BlockingConnectionPool,
+                    timeout=5,
+                    # A node down answers 503 within about a second, not after redis-py's ten retries.
+                    retry=Retry(EqualJitterBackoff(cap=0.25, base=0.02), 3),
+                    **_TIMEOUTS,
+                )
+
+            return made, True, True
+        pool = redis.BlockingConnectionPool.from_url(
+            url_or_client, max_connections=max_connections, timeout=5, **_TIMEOUTS
+        )
+        client = redis.Redis(connection_pool=pool)
+        return lambda: client, True, False
     if isinstance(url_or_client, RedisCluster):
-        return url_or_client, False
+        given: Client = url_or_client
+        return lambda: given, False, True
     if isinstance(url_or_client, redis.Redis):
         if cluster:
             raise ValueError(
                 "cluster=True needs a redis:// URL or a redis.cluster.RedisCluster client, not a redis.Redis"
             )
-        return url_or_client, False
+        plain: Client = url_or_client
+        return lambda: plain, False, False
     raise TypeError(
         "url_or_client must be a redis:// URL, a redis.Redis or a redis.cluster.RedisCluster client, "
         f"got {url_or_client!r}"
     )
-
-
-def is_cluster(client: Client) -> bool:
-    return isinstance(client, RedisCluster)
 
 
 def close_client(client: Client) -> None:

@@ -402,9 +402,11 @@ class Source(Protocol):
     _block: float
     _retry: float
     _outage: Outage
-    _client: Any  # redis.Redis, or redis.cluster.RedisCluster (see .news)
     _news: str
     _listener: Listener
+
+    @property
+    def _client(self) -> Any: ...  # redis.Redis, or redis.cluster.RedisCluster (see .news)
 
     def _log_key(self, job_id: str) -> str: ...
 

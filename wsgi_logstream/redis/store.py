@@ -18,7 +18,7 @@ from ..errors import StoreUnavailable
 from ..options import check_store_options
 from ..record import JobRecord
 from ..shared import LogSlice, StoreReader
-from .clients import Client, close_client, dedicated_client, is_cluster, make_client
+from .clients import Client, close_client, dedicated_client, make_client
 from .layout import SCRIPTS, decode_entry, encode_entry, record_from_hash, text
 from .listener import Listener, Outage, ReaderLog, is_outage
 from .news import NewsListener
@@ -83,14 +83,14 @@ class RedisStore:
         self.buffer = _count("buffer", buffer, 1)
         max_connections = _count("max_connections", max_connections, 2)
         self.prefix = prefix
-        self._client: Client
-        self._client, self._owns_client = make_client(url_or_client, cluster=cluster, max_connections=max_connections)
-        self._cluster = is_cluster(self._client)
+        self._make, self._owns_client, self._cluster = make_client(
+            url_or_client, cluster=cluster, max_connections=max_connections
+        )
+        self._made: tuple[Client, dict[str, Any]] | None = None
         self._jobs_key = f"{prefix}:jobs"
         self._ended_key = f"{prefix}:ended"
         # On Cluster, the scripts that add to a log tell the listeners of every process here (see .news).
         self._news = f"{prefix}:news" if self._cluster else ""
-        self._scripts = {name: self._client.register_script(source) for name, source in SCRIPTS.items()}
         self._outage = Outage(quiet=5.0 if self._cluster else 0.0)
         self._retry = 0.5
         self._block = 5.0  # seconds an XREAD blocks at most; its connection's timeout is longer
@@ -121,6 +121,31 @@ class RedisStore:
         return max(int(seconds * 1000), 1)
 
     # -- calls -------------------------------------------------------------------------
+
+    @property
+    def _client(self) -> Client:
+        return self._connected()[0]
+
+    @property
+    def _scripts(self) -> dict[str, Any]:
+        return self._connected()[1]
+
+    def _connected(self) -> tuple[Client, dict[str, Any]]:
+        """The client and its scripts, made at first use (a cluster client asks the cluster as it is made)."""
+        made = self._made
+        if made is None:
+            with self._lock:
+                made = self._made
+                if made is None:
+                    try:
+                        client = self._make()
+                    except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+                        if is_outage(exc):
+                            raise self._outage.failed(exc) from None
+                        raise
+                    scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+                    made = self._made = (client, scripts)
+        return made
 
     def _call(self, action: Callable[[], T]) -> T:
         try:
@@ -273,8 +298,8 @@ class RedisStore:
         for log in logs:
             log.close()
         self._listener.stop()
-        if self._owns_client:
-            close_client(self._client)
+        if self._owns_client and self._made is not None:
+            close_client(self._made[0])
 
     # -- primitives: BatchTarget, and reading ------------------------------------------
 
