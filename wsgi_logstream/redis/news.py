@@ -20,12 +20,13 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
 import redis
 from redis import exceptions as redis_errors
 
 from ..errors import StoreUnavailable
+from ..shared import LogSlice
 from .clients import node_client
 from .layout import text
 from .listener import Listener, Watch, is_outage
@@ -140,7 +141,7 @@ class NewsListener(Listener):
                 positions = [(job_id, watch.next - 1) for job_id, watch in chunk if watch is not None]
             if not positions:
                 continue
-            replies = self._store._read_many(positions, self.CACHE)
+            replies = self._by_node(positions)
             with self._lock:
                 for (job_id, _after), got in zip(positions, replies, strict=True):
                     watch = self._watches.get(job_id)
@@ -158,6 +159,25 @@ class NewsListener(Listener):
         if down is not None and not more:
             raise StoreUnavailable(str(down))  # read everything again soon, not at the next sweep
         return more
+
+    def _by_node(self, wanted: list[tuple[str, int]]) -> list[LogSlice | BaseException | None]:
+        """The reads of ``wanted``, one pipeline per node: a master down fails the reads of its own jobs only."""
+        store = self._store
+        try:
+            where: Callable[[str], Any] = store._client.get_node_from_key
+            nodes = [where(store._log_key(job_id)).name for job_id, _after in wanted]
+        except redis_errors.RedisClusterException as exc:  # no node known for a slot
+            raise store._outage.failed(exc) from None
+        got: list[LogSlice | BaseException | None] = [None] * len(wanted)
+        for node in set(nodes):
+            indexes = [index for index, name in enumerate(nodes) if name == node]
+            try:
+                part = store._read_many([wanted[index] for index in indexes], self.CACHE)
+            except StoreUnavailable as exc:
+                part = [exc] * len(indexes)
+            for index, reply in zip(indexes, part, strict=True):
+                got[index] = reply
+        return got
 
     def _subscribed(self) -> Any:
         """The subscribed pub/sub connection, made (on the next node that answers) if there is none."""

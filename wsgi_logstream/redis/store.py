@@ -14,7 +14,6 @@ from redis.cluster import RedisCluster
 
 from ..batching import Batch, BatchingLog, Heard
 from ..channel import Summary
-from ..errors import StoreUnavailable
 from ..options import check_store_options
 from ..record import JobRecord
 from ..shared import LogSlice, StoreReader
@@ -378,33 +377,8 @@ class RedisStore:
         return self._slice(got)
 
     def _read_many(self, wanted: Sequence[tuple[str, int]], limit: int) -> Sequence[LogSlice | BaseException | None]:
-        """``_read`` of many jobs (job id, after) in one pipeline; a job's error comes back in its place.
+        """``_read`` of many jobs (job id, after) in one pipeline; a job's error comes back in its place."""
 
-        On Cluster, one pipeline per node: a master down fails the reads of its
-        own jobs (as :class:`StoreUnavailable` in their places), not all of them.
-        """
-        client = self._client
-        if not isinstance(client, RedisCluster):
-            return self._read_pipelined(wanted, limit)
-        try:
-            where: Callable[[str], Any] = client.get_node_from_key
-            nodes = [where(self._record_key(job_id)).name for job_id, _after in wanted]
-        except redis_errors.RedisClusterException as exc:  # no node known for a slot
-            raise self._outage.failed(exc) from None
-        got: list[LogSlice | BaseException | None] = [None] * len(wanted)
-        for node in set(nodes):
-            indexes = [index for index, name in enumerate(nodes) if name == node]
-            try:
-                part = self._read_pipelined([wanted[index] for index in indexes], limit)
-            except StoreUnavailable as exc:
-                part = [exc] * len(indexes)
-            for index, reply in zip(indexes, part, strict=True):
-                got[index] = reply
-        return got
-
-    def _read_pipelined(
-        self, wanted: Sequence[tuple[str, int]], limit: int
-    ) -> Sequence[LogSlice | BaseException | None]:
         def reads(pipe: Any) -> None:
             for job_id, after in wanted:
                 keys = [self._record_key(job_id), self._log_key(job_id)]
