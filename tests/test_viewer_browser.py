@@ -14,7 +14,6 @@ A screenshot of the viewer is kept in ``tests/artifacts/viewer.png``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
@@ -23,14 +22,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import wait_until, wsgiref_server
+from tests.browser import Page, wait_for
+from tests.browser import served as serve
+from tests.servers import wait_until
 from wsgi_logstream import jobs, logstream, progress
 from wsgi_logstream.assets import ASSET_PREFIX, serve_asset
 from wsgi_logstream.jobs import JobsApp
 from wsgi_logstream.viewer import page_head
-
-pytestmark = pytest.mark.servers
 
 log = logging.getLogger("tests.viewer")
 
@@ -53,6 +51,8 @@ window.__requests = [];
   };
 })();
 """
+
+pytestmark = [pytest.mark.servers, pytest.mark.page(scripts=[COUNT_REQUESTS])]
 
 RECORDS = "Array.from(document.querySelectorAll('#log .r[data-seq]'), (r) => [Number(r.dataset.seq), r.textContent])"
 VISIBLE = "Array.from(document.querySelectorAll('#log .r'), (r) => r.offsetParent !== null ? r.textContent : null)"
@@ -126,27 +126,10 @@ class CutFirstPage:
 
 
 @pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Page.addScriptToEvaluateOnNewDocument", source=COUNT_REQUESTS)
-        yield tab
-
-
-@pytest.fixture
 def gates() -> Iterator[Gates]:
     made = Gates()
     yield made
     made.release_all()
-
-
-@contextlib.contextmanager
-def serve(page: Page, app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
-    """Serve ``app``; the page leaves it before the server stops, so no stream is left open."""
-    with wsgiref_server(app) as url:
-        try:
-            yield url
-        finally:
-            page.navigate("about:blank")
 
 
 def _jobs(target: Callable[..., Any], **options: Any) -> JobsApp:

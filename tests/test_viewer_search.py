@@ -14,11 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import wsgiref_server
-from wsgi_logstream import jobs
+from tests.browser import Page, job_page, wait_for
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.page(size=(1000, 420))]
 
 log = logging.getLogger("tests.viewer_search")
 
@@ -48,30 +46,15 @@ def _target() -> None:
 
 
 @pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Emulation.setDeviceMetricsOverride", width=1000, height=420, deviceScaleFactor=1, mobile=False)
-        tab.send("Runtime.enable")  # uncaught exceptions in the page arrive as Runtime.exceptionThrown events
-        yield tab
-
-
-@pytest.fixture
 def finished(page: Page) -> Iterator[Page]:
-    """The page of a finished job of LINES lines, opened and drawn to its end."""
-    app = jobs(_target, formatter="%(message)s")
-    try:
-        job = app.start()
-        assert job.wait(60)
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/{job.id}")
-            wait_for(page, ENDED, 30)
-            wait_for(page, f"document.querySelector('#log > [data-seq=\"{LINES}\"]') !== null")
-            try:
-                yield page
-            finally:
-                page.navigate("about:blank")
-    finally:
-        assert app.shutdown()
+    """The page of a finished job of LINES lines, opened and drawn to its end (uncaught exceptions in the page
+    arrive in ``page.events`` as ``Runtime.exceptionThrown``)."""
+    with job_page(page, _target) as served:
+        assert served.job.wait(60)
+        served.open()
+        wait_for(page, ENDED, 30)
+        wait_for(page, f"document.querySelector('#log > [data-seq=\"{LINES}\"]') !== null")
+        yield page
 
 
 def _type(page: Page, text: str) -> None:
