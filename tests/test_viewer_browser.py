@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 
-from tests.browser import Page, wait_for
+from tests.browser import Page, job_page, wait_for
 from tests.browser import served as serve
 from tests.servers import wait_until
 from wsgi_logstream import jobs, logstream, progress
@@ -404,3 +404,21 @@ def test_a_line_that_arrives_in_pieces_is_rendered_whole(page: Page, gates: Gate
         ]
         assert page.evaluate(f"{record}.querySelector('details').textContent").endswith("ValueError: boom\n")
         assert page.evaluate("window.__requests") == []
+
+
+@pytest.mark.parametrize(("history", "marker"), [(5, "-- 15 lines dropped"), (19, "-- 1 line dropped")])
+def test_a_late_viewer_of_a_trimmed_history_is_told_how_many_lines_were_not_kept(
+    page: Page, history: int, marker: str
+) -> None:
+    def target() -> None:
+        for i in range(1, 21):
+            log.info("line %04d", i)
+
+    with job_page(page, target, max_history=history) as served:
+        assert served.job.wait(10)
+        served.open()
+        wait_for(page, ENDED)
+        rows = page.evaluate("Array.from(document.querySelectorAll('#log > *'), (r) => [r.className, r.textContent])")
+        # The page cannot tell a trimmed history from a slow reader or a writer's outage: the marker says neither.
+        assert rows[0] == ["drop", f"{marker}: not kept for this page --\n"]
+        assert [text for _, text in rows[1:]] == _lines(21 - history, 20)

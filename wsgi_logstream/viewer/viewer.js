@@ -924,7 +924,7 @@
         add("pg", entry.seq, text, entry.time);
         showProgress(entry.total ? entry.done : null, entry.total, text);
       } else if (entry.event === "dropped") {
-        add("drop", 0, `-- ${entry.count} lines dropped: this page fell behind --\n`);
+        add("drop", 0, `-- ${entry.count} line${entry.count === 1 ? "" : "s"} dropped: not kept for this page --\n`);
       } else if (entry.event === "end") {
         if (entry.traceback) add("r e tb", 0, visible(entry.traceback));
         const error = entry.error ? ": " + visible(entry.error) : "";
