@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import Page, job_page, wait_for
+from tests.browser import Page, job_page, served, wait_for
 from tests.nginx import Nginx
 from tests.servers import wsgiref_server
 from wsgi_logstream import LogStreamMiddleware, jobs, logstream, progress
@@ -214,3 +214,33 @@ def test_the_policy_is_the_documented_one() -> None:
     assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
     assert directives["default-src"] == "'none'"
     assert "unsafe" not in CSP
+
+
+def test_a_flask_view_mounted_at_one_url_loads_its_script_and_style_from_that_url_under_the_csp(page: Page) -> None:
+    from flask import Flask
+
+    from wsgi_logstream.flask import stream_view
+
+    seen = threading.Event()
+
+    def target() -> None:
+        log.info("first line")
+        assert seen.wait(10)
+
+    host = Flask(__name__)
+    host.add_url_rule("/ops/once", "once", stream_view(logstream(target, formatter="%(message)s", heartbeat=0.5)))
+    try:
+        with served(page, host) as url:
+            page.navigate(f"{url}/ops/once")  # one URL: the host routes nothing below it
+            _assert_enhanced_under_csp(page)
+            wait_for(page, "document.querySelector('#log .r') !== null")
+            loaded = page.evaluate("performance.getEntriesByType('resource').map((e) => [e.name, e.responseStatus])")
+            assert sorted(loaded) == sorted(
+                [f"{url}/ops/once?logstream_asset={load(name).hashed_name}", 200]
+                for name in ("viewer.css", "viewer.js")
+            )
+            seen.set()
+            wait_for(page, ENDED)
+            _assert_inline_script_is_refused(page)
+    finally:
+        seen.set()
