@@ -219,6 +219,11 @@ class Options:
         return cls(**values)
 
 
+#: Seconds a job handed to a task queue may stay ``queued`` before it is ``lost``: a broker that lost the
+#: message, or no worker running, must not leave its viewers waiting for ever.
+DEFAULT_QUEUE_TIMEOUT = 3600.0
+
+
 @dataclass(frozen=True)
 class JobsSettings:
     """The validated options only :func:`~wsgi_logstream.jobs` takes (the store's come apart)."""
@@ -226,13 +231,18 @@ class JobsSettings:
     allow_start: bool = True
     owner: Owner | None = None
     form_fields: FormFields | None = None
+    #: Seconds a queued job may wait for a worker to begin it (None: until its ``timeout``, if any).
+    queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT
 
     @classmethod
-    def from_kwargs(cls, *, allow_start: Any, owner: Any, form_fields: Any) -> JobsSettings:
+    def from_kwargs(
+        cls, *, allow_start: Any, owner: Any, form_fields: Any, queue_timeout: Any = DEFAULT_QUEUE_TIMEOUT
+    ) -> JobsSettings:
         return cls(
             allow_start=_flag("allow_start", allow_start),
             owner=_callable_or_none("owner", owner),
             form_fields=_callable_or_none("form_fields", form_fields),
+            queue_timeout=_positive("queue_timeout", queue_timeout, integer=False, allow_none=True),
         )
 
 
@@ -244,7 +254,7 @@ STORE_OPTIONS = (
     "journal_max_bytes",
     "journal_total_bytes",
 )
-JOBS_OPTIONS = ("allow_start", "store", "owner", "form_fields")
+JOBS_OPTIONS = ("allow_start", "store", "owner", "form_fields", "queue_timeout")
 
 
 def check_store_options(*, max_history: Any, keep_finished: Any, max_finished: Any) -> tuple[int, float, int]:
