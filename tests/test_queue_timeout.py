@@ -18,7 +18,7 @@ from tests.servers import wait_until
 from tests.wire import ndjson_objects
 from wsgi_logstream import jobs
 from wsgi_logstream.record import JobRecord
-from wsgi_logstream.runner import run_job
+from wsgi_logstream.runner import new_job, run_job
 from wsgi_logstream.store import JobStore
 
 from .test_store_contract import MakeStore, make_store, redis_server  # noqa: F401 - fixtures
@@ -94,3 +94,17 @@ def test_queue_timeout_is_checked_and_needs_a_runner() -> None:
     job_id = TestApp(app).post("/", status=303).headers["Location"].rsplit("/", 1)[1]
     record = app.store.get(job_id)
     assert record is not None and record.lease_until is None and record.status == "queued"
+
+
+def test_new_job_takes_queue_timeout_as_the_jobs_app_does(store: JobStore) -> None:
+    job_id = new_job(store, title="Nightly import", queue_timeout=0.2)
+    record = store.get(job_id)
+    assert record is not None and record.lease_until == pytest.approx(record.created + 0.2)
+    wait_until(lambda: time.time() > record.created + 0.2, 5, "the queue's bound to pass")
+    assert run_job(store, job_id, _never_called) is None
+    record = store.get(job_id)
+    assert record is not None and record.status == "lost" and record.error == "no worker began this job within 0.2s"
+    unbounded = store.get(new_job(store, queue_timeout=None))
+    assert unbounded is not None and unbounded.lease_until is None
+    with pytest.raises(TypeError, match="queue_timeout"):
+        new_job(store, queue_timeout="soon")  # type: ignore[arg-type]
