@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -185,6 +186,44 @@ def test_processes_a_command_leaves_running_are_stopped_when_it_exits() -> None:
     assert events[-1]["status"] == "ok"
     assert any("stopped the processes it left running" in e["message"] for e in events if e["event"] == "log")
     wait_until(lambda: process_gone(pid), 10, f"the left-behind sleep {pid} to be gone")
+
+
+# Leaves a sleep in a session of its own (setsid: out of reach of the group's signals) holding its stdout, and exits.
+LEAVES_ESCAPED = """
+import subprocess
+escaped = subprocess.Popen(["sleep", "300"], start_new_session=True)
+print("pids %d" % escaped.pid, flush=True)
+"""
+
+
+def test_a_process_that_left_the_commands_group_but_writes_its_output_is_stopped_with_it() -> None:
+    with cli("run", "--grace", "1", command=python_command(LEAVES_ESCAPED)) as running:
+        events = read_ndjson(running.base, running.job_path)
+    (pid,) = [int(e["message"].split()[1]) for e in events if e["event"] == "log" and e["message"].startswith("pids")]
+    assert events[-1]["status"] == "ok"
+    assert any("stopped the processes it left running" in e["message"] for e in events if e["event"] == "log")
+    wait_until(lambda: process_gone(pid), 10, f"the escaped sleep {pid} to be gone")
+
+
+ESCAPES = """
+import os, subprocess, time
+escaped = subprocess.Popen(["sleep", "300"], start_new_session=True)
+print("pids %d %d" % (os.getpid(), escaped.pid), flush=True)
+time.sleep(300)
+"""
+
+
+def test_cancel_stops_a_child_that_left_the_commands_process_group() -> None:
+    with cli("run", "--grace", "0.5", command=python_command(ESCAPES)) as running:
+        pids = printed_pids(running.base, running.job_path)
+        assert len(pids) == 2 and os.getpgid(pids[1]) != os.getpgid(pids[0])
+        request = urllib.request.Request(f"{running.base}{running.job_path}/cancel", method="POST", data=b"")
+        request.add_header("Accept", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 202
+        events = read_ndjson(running.base, running.job_path)
+        assert events[-1]["status"] == "cancelled"
+        wait_until(lambda: all(process_gone(pid) for pid in pids), 10, f"processes {pids} to be gone")
 
 
 def test_level_format_and_redact_options_shape_every_line() -> None:
