@@ -143,7 +143,7 @@ def pipe_writers(inodes: set[int]) -> list[int]:
     except OSError:
         return []
     for pid in pids:
-        if pid == me:
+        if pid == me or pid == 1:  # init (a service manager given our pipe by `systemd-run --pipe`) never
             continue
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
