@@ -226,6 +226,32 @@ def test_cancel_stops_a_child_that_left_the_commands_process_group() -> None:
         wait_until(lambda: all(process_gone(pid) for pid in pids), 10, f"processes {pids} to be gone")
 
 
+def test_journal_dir_keeps_the_whole_run_beyond_history_and_is_cleaned_at_exit(tmp_path: Path) -> None:
+    source = "for n in range(1, 51): print('line', n)"
+    with cli("run", "--history", "10", "--journal-dir", str(tmp_path), command=python_command(source)) as running:
+        events = read_ndjson(running.base, running.job_path)
+        assert [e["message"] for e in events if e["event"] == "log"] == [f"line {n}" for n in range(1, 51)]
+        with RawClient(running.base, f"{running.job_path}/log.txt") as client:
+            body = client.read_to_end().decode()
+        assert client.status == 200
+        assert [line.split(": ", 1)[1] for line in body.splitlines() if "INFO" in line] == [
+            f"line {n}" for n in range(1, 51)
+        ]
+        assert list(tmp_path.iterdir()), "the journal is written under --journal-dir"
+        assert running.stop() == 143  # SIGTERM: stopped as asked
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_journal_dir_must_be_a_writable_directory(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wsgi_logstream", "run", "--journal-dir", str(tmp_path / "missing"), "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "--journal-dir: not a directory" in result.stderr, result.stderr
+
+
 def test_level_format_and_redact_options_shape_every_line() -> None:
     script = 'echo "stdout line"; echo "login pw=hunter2 failed" >&2'
     options = ("--level", "WARNING", "--format", "%(levelname)s|%(name)s|%(message)s", "--redact", r"(?<=pw=)\w+")
