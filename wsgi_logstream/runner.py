@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl
 
 from .channel import Summary
 from .operation import Operation
-from .options import Options
+from .options import DEFAULT_QUEUE_TIMEOUT, Options, positive
 from .record import JobRecord, due_ending
 from .store import JobStore
 
@@ -136,14 +136,23 @@ def _job_status_function(
     return run_as_job
 
 
-def new_job(store: JobStore, *, title: str = "Job", owner: str | None = None, timeout: float | None = None) -> str:
+def new_job(
+    store: JobStore,
+    *,
+    title: str = "Job",
+    owner: str | None = None,
+    timeout: float | None = None,
+    queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
+) -> str:
     """Create a ``queued`` job in ``store`` and return its id: a job started by code rather than by a ``POST``.
 
-    ``timeout`` counts from now, queued time included, as for a job started
-    through :func:`~wsgi_logstream.jobs`.
+    ``timeout`` counts from now, queued time included, and ``queue_timeout``
+    bounds the wait for a worker to begin it (then it is ``lost``), as for a
+    job started through :func:`~wsgi_logstream.jobs`.
     """
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    queue_timeout = positive("queue_timeout", queue_timeout, integer=False, allow_none=True)
     now = time.time()
     record = JobRecord(
         id=secrets.token_urlsafe(12),
@@ -151,6 +160,7 @@ def new_job(store: JobStore, *, title: str = "Job", owner: str | None = None, ti
         created=now,
         owner=owner,
         deadline=None if timeout is None else now + timeout,
+        lease_until=None if queue_timeout is None else now + queue_timeout,
     )
     store.create(record)
     return record.id
