@@ -65,7 +65,7 @@ nitpick_ignore_regex = [
     (r"py:class", r".+ \| .+"),
     # Internal objects in the constructors of classes that applications get from a function and never build:
     # LogStreamApp and JobsApp (from logstream() and jobs()), JobHandle (from JobsApp.start()).
-    (r"py:class", r"wsgi_logstream\.(options\.Options|options\.JobsSettings|operation\.Operation)"),
+    (r"py:class", r"wsgi_logstream\.(options\.Options|options\.JobsSettings|operation\.Operation|handle\.Jobs)"),
     # Internal modules the reference does not document page by page (docs/design.md describes them), named in the
     # docstrings of documented ones, and the module constants those docstrings point at.
     (r"py:.*", r"wsgi_logstream\.(capture|channel|command|formats|response|pipeline|request|filters|carriage)(\..*)?"),
