@@ -58,7 +58,7 @@ class NewsListener(Listener):
             got = self._store._read(job_id, watch.next - 1, self.CACHE)
         except StoreUnavailable:
             return  # the sweep reads it once Redis answers
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
             _log.error("the Redis listener could not read job %s: %s", job_id, exc)
             return
         with self._lock:
@@ -82,10 +82,14 @@ class NewsListener(Listener):
                     break
                 self._streams()  # forgets the watches nobody uses
                 watched = [job_id for job_id, watch in self._watches.items() if not watch.ended]
-                if not watched:
-                    pending.clear()
-                    self._idle.wait(self.KEEP)
-                    continue
+            if not watched:
+                # Unsubscribed while nobody here waits: news unread would pile up in Redis's output buffer.
+                self._close_connection()
+                pending.clear()
+                with self._lock:
+                    if not self._stopping and not self._dirty:
+                        self._idle.wait(self.KEEP)
+                continue
             try:
                 pubsub = self._subscribed()
             except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
