@@ -157,10 +157,20 @@ class RedisStore:
         return result
 
     def _pipe_script(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Queue a script on a pipeline (a cluster pipeline refuses ``Script(client=pipe)``: EVALSHA by hand)."""
+        """Queue a script on a pipeline.
+
+        A cluster pipeline refuses ``Script(client=pipe)``, and for an
+        ``EVALSHA`` it does not aim itself asks the default node ``COMMAND
+        GETKEYS`` (a round trip, holding a connection of each node already in
+        the pipeline: with a few threads, the pools ran dry for seconds). So
+        on Cluster it is aimed at the node of its keys' slot; a ``MOVED`` is
+        then retried by the client as any command.
+        """
         script = self._scripts[name]
-        if self._cluster:
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        client = self._client
+        if isinstance(client, RedisCluster):
+            node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, target_nodes=node)
         else:
             script(keys=list(keys), args=list(args), client=pipe)
 
