@@ -201,7 +201,7 @@ def stream_view(app: WSGIApplication) -> View:
     served at that one URL; :func:`urls` also mounts everything below it,
     which jobs need. Nothing below the one URL is routed, so its page asks the
     URL itself for its script and style (``?logstream_asset=<name>``) and this
-    view answers those requests (:func:`wsgi_logstream.mount.call_mounted`),
+    view answers those requests (``mount.call_mounted``),
     behind the same decorators: the host adds nothing.
     """
     if not callable(app):

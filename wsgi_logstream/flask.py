@@ -150,7 +150,7 @@ def stream_view(app: WSGIApplication) -> View:
 
     Routed at one URL alone (``rest`` None), nothing below it is routed, so its page asks the URL itself for its
     script and style (``?logstream_asset=<name>``) and this view answers those requests
-    (:func:`wsgi_logstream.mount.call_mounted`); the host adds nothing.
+    (``mount.call_mounted``); the host adds nothing.
     """
     if not callable(app):
         raise TypeError(f"app must be a WSGI application, got {app!r}")
