@@ -215,8 +215,11 @@ class RedisStore:
         for name, value in record.to_dict().items():
             fields += [name, json.dumps(value)]
         ttl = 0
-        if record.deadline is not None:
-            ttl = self._ttl_ms(record.deadline - time.time() + self.keep_finished)
+        # A queued job ends by its deadline or, if no worker begins it, by its lease (queue_timeout): its keys
+        # outlive that ending by keep_finished even if nobody looks. `begin` and `finish` set their own expiry.
+        ends = [when for when in (record.deadline, record.lease_until) if when is not None]
+        if ends:
+            ttl = self._ttl_ms(min(ends) - time.time() + self.keep_finished)
         if record.finished:
             ttl = self._ttl_ms(self.keep_finished)
 
