@@ -260,6 +260,60 @@ def test_a_reader_whose_job_is_forgotten_under_it_ends_and_is_told(
         reader.close()
 
 
+def test_waiting_viewers_of_a_job_whose_keys_vanish_learn_it_from_one_look_of_the_listener(
+    server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(stores, server.url, prefix)
+    reads = {"viewers": 0, "listener": 0}
+    read, read_many = store._read, store._read_many
+
+    def viewer_read(*args: Any, **kwargs: Any) -> Any:
+        reads["viewers"] += 0 if kwargs.get("client") is not None else 1  # the listener passes its connection
+        return read(*args, **kwargs)
+
+    def listener_read(*args: Any, **kwargs: Any) -> Any:
+        reads["listener"] += 1
+        return read_many(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_read", viewer_read)
+    monkeypatch.setattr(store, "_read_many", listener_read)
+    log = _begun(store, "vanishing")
+    _line(log, 1)
+    readers = [store.reader("vanishing", 0) for _ in range(20)]
+    ended: list[int] = []
+    stop = threading.Event()
+
+    def view(reader: Any) -> None:
+        while not reader.at_end and not stop.is_set():
+            reader.take()
+            reader.wait(0.2)
+        ended.append(1)
+
+    threads = [threading.Thread(target=view, args=(reader,)) for reader in readers]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: all(reader.cursor == 2 for reader in readers), 10, "every viewer to read line 1")
+        # The job is quiet: the listener looks at it again after Listener.LOOK, once for every viewer here,
+        # and the viewers, waking every 0.2 s, take from its cache without reading Redis themselves.
+        before = dict(reads)
+        watch = store._listener._watches["vanishing"]
+        looked = watch.looked
+        wait_until(lambda: watch.looked > looked, 20, "the listener to look at the quiet job")
+        assert reads["listener"] > before["listener"] and reads["viewers"] == before["viewers"], reads
+        # The keys go as an expiry takes them (no end marker, no news): only a look at the job tells.
+        control.delete(f"{{{prefix}:vanishing}}:record", f"{{{prefix}:vanishing}}:log")
+        wait_until(lambda: len(ended) == len(readers), 30, "every viewer to end")
+        assert all("no longer in the store" in (reader.summary.error or "") for reader in readers)
+    finally:
+        stop.set()
+        log.close()
+        for thread in threads:
+            thread.join(10)
+        for reader in readers:
+            reader.close()
+
+
 def test_closing_the_store_stops_its_listener_and_writers(
     server: RedisServer, prefix: str, stores: list[RedisStore]
 ) -> None:

@@ -98,7 +98,7 @@ class Watch:
     so a line reaches a thousand viewers of a process with one read of Redis.
     """
 
-    __slots__ = ("cache", "cache_from", "changed", "ended", "last_used", "next", "waiters")
+    __slots__ = ("cache", "cache_from", "changed", "ended", "last_used", "looked", "next", "waiters")
 
     def __init__(self, lock: threading.Lock, next_seq: int) -> None:
         self.changed = threading.Condition(lock)
@@ -108,6 +108,8 @@ class Watch:
         self.ended = False
         self.waiters = 0
         self.last_used = time.monotonic()
+        # When the job was last read from Redis for this process (the viewer that made the watch just read it).
+        self.looked = self.last_used
 
     def skip_to(self, next_seq: int) -> None:
         """A viewer read further than the listener: start again from there (the cache restarts empty)."""
@@ -128,6 +130,12 @@ class Listener:
 
     #: Seconds a job's stream stays in the read after its last viewer stopped waiting.
     KEEP = 5.0
+    #: Seconds after which the listener reads a watched job with no news again, for all its viewers here:
+    #: has it ended, or have its keys gone? (One read per job and process, not one per viewer.)
+    LOOK = 5.0
+    #: Seconds after which viewers stop trusting a watch the listener has not read (it is stuck, or Redis
+    #: is down), and read Redis themselves.
+    STALE = 15.0
     #: Entries of a job kept for its live viewers (up to twice this before it is cut back).
     CACHE = 1000
 
@@ -271,7 +279,33 @@ class Listener:
                     continue
                 with self._lock:
                     self._took(watch, got)
+            self._look()
         self._close_connection()
+
+    def _look(self) -> None:
+        """Read again, in one pipeline, the watched jobs with no news for ``LOOK`` seconds.
+
+        A job's end comes as news (its end marker), but its keys going (``keep_finished``, a lost
+        runner's expiry) do not: so the viewers of a process learn it, with one read per job.
+        """
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                (job_id, w.next - 1)
+                for job_id, w in self._watches.items()
+                if not w.ended and now - w.looked > self.LOOK
+            ]
+        if not due:
+            return
+        try:
+            replies = self._store._read_many(due, self.CACHE)
+        except StoreUnavailable:
+            return  # the next XREAD meets the outage too, and waits
+        with self._lock:
+            for (job_id, _after), got in zip(due, replies, strict=True):
+                watch = self._watches.get(job_id)
+                if watch is not None and not isinstance(got, BaseException):
+                    self._took(watch, got)
 
     def _took(self, watch: Watch, got: LogSlice | None) -> None:
         """Under the lock: what a read after the XREAD brought for a job, into its cache; its viewers are woken.
@@ -279,6 +313,7 @@ class Listener:
         The XREAD asks for one entry a stream (that there is news); the entries
         come from the read script as one JSON text, far cheaper to parse.
         """
+        watch.looked = time.monotonic()
         if got is None:
             watch.ended = True  # its keys are gone: viewers read Redis themselves, and learn it
         else:
@@ -298,7 +333,7 @@ class Listener:
         """Entries above ``after`` as the listener knows them (none, if it knows of none); None: ask Redis."""
         with self._lock:
             watch = self._watches.get(job_id)
-            if watch is None or watch.ended:
+            if watch is None or watch.ended or time.monotonic() - watch.looked > self.STALE:
                 return None
             if after + 1 >= watch.next:
                 return LogSlice((), after + 1, None)  # nothing new: the listener reads this stream and saw none
@@ -350,13 +385,8 @@ class ReaderLog:
     ending it last saw (or ``lost``) and counts what it could not read as missed.
     """
 
-    #: Seconds a live viewer goes at most without asking Redis itself (the end comes through the
-    #: listener; this is how a viewer learns that a job's keys are gone).
-    LOOK = 5.0
-
     def __init__(self, store: Source, job_id: str) -> None:
         self._store = store
-        self._look_again = 0.0
         self._next_seq = 1
         self._summary: Summary | None = None
         self._started = time.time()
@@ -369,15 +399,13 @@ class ReaderLog:
 
     def read(self, job_id: str, after: int, limit: int) -> LogSlice | None:
         store = self._store
-        now = time.monotonic()
-        if now < self._look_again:
-            # A live viewer: new entries come from the listener's cache; Redis itself is asked
-            # at most every LOOK seconds (has the job ended, or gone?).
-            hit = store._listener.cached(job_id, after, limit, store.max_history)
-            if hit is not None:
-                self._next_seq = max(self._next_seq, hit.next_seq)
-                return LogSlice(hit.entries, self._next_seq, None)
-        self._look_again = now + self.LOOK
+        # A live viewer takes new entries from the listener's cache, which also learns for every viewer here
+        # whether the job ended or its keys went (Listener.LOOK): Redis itself is asked only by a viewer that
+        # is behind the cache, or when the listener knows nothing recent of the job.
+        hit = store._listener.cached(job_id, after, limit, store.max_history)
+        if hit is not None:
+            self._next_seq = max(self._next_seq, hit.next_seq)
+            return LogSlice(hit.entries, self._next_seq, None)
         try:
             got = store._read(job_id, after, limit)
         except StoreUnavailable:
