@@ -14,6 +14,12 @@ The steps, in the operation's thread (per record):
 * ``stream_info``: the same call inside a bound stream sink whose channel has
   one reader (a plain stream), formatted by the same ``logging.Formatter``;
 * ``stream_info_1000``: the same with 1,000 readers attached (a job's viewers);
+* ``stream_info_read``: ``stream_info`` with its reader taking every 64 records,
+  counted too (the drain and the take: a line's work in the process but its
+  encoding); ``stream_info_drained``: the same with the inbox emptied as that
+  reader's drain does, without the reader's work (the operation's share of a
+  live stream). ``stream_info`` itself has a reader that never takes, so the
+  operation's thread drains (numbers, makes entries) every 1,000 records;
 * ``stream_info_no_channel``: ``stream_info`` with the channel's
   ``append_log`` a no-op: the capture path alone;
 * ``make_record``, ``format``, ``wants``, ``entry``, ``append``, ``emit``:
@@ -94,6 +100,25 @@ def setup(step: str) -> Callable[[], object]:
         streamed = logging.getLogger("bench.streamed")
         capture._current.set(sink)
         return lambda: streamed.info(workload.MESSAGE, 1, NOW)
+    if step in ("stream_info_read", "stream_info_drained"):
+        # A live stream: its reader drains the inbox every 64 records. "_read" counts the reader's work
+        # too (the drain, the take: all of a line's work in the process but its encoding); "_drained"
+        # empties the inbox as a reader's drain would, without the reader's work: the operation's share.
+        sink, channel = _sink(1)
+        reader = next(iter(channel._readers))
+        streamed = logging.getLogger("bench.streamed")
+        capture._current.set(sink)
+        inbox = channel._inbox
+        calls = [0]
+
+        def info_read() -> object:
+            streamed.info(workload.MESSAGE, 1, NOW)
+            calls[0] += 1
+            if calls[0] % 64 == 0:
+                reader.take() if step == "stream_info_read" else inbox.clear()
+            return None
+
+        return info_read
     if step == "stream_info_no_channel":
         sink, channel = _sink(1)
         channel.append_log = lambda *args: None  # type: ignore[method-assign]
@@ -150,6 +175,8 @@ STEPS = [
     "handler_info",
     "stream_info",
     "stream_info_1000",
+    "stream_info_read",
+    "stream_info_drained",
     "stream_info_no_channel",
     "make_record",
     "format",
