@@ -263,7 +263,7 @@ def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
     # (_host_enabled, inlined for logging's own isEnabledFor: one Python call fewer per record.)
     if _stdlib_fast_path:
         try:
-            host = not self.disabled and self._cache[levelno]
+            host = not self.disabled and self._cache[levelno]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             host = _host_enabled(self, levelno)
     else:
