@@ -332,9 +332,8 @@ class Reader:
         if self.cursor >= self.channel._next and not self.channel._inbox:
             # Nothing new (read without the lock: a stale answer only sends the caller
             # to wait(), which checks again after arming). Each viewer asks once more
-            # after every chunk it sends: this spares that call the lock. The empty tuple is
-            # shared: an idle stream's response holds this answer while it waits.
-            return 0, ()
+            # after every chunk it sends: this spares that call the lock.
+            return 0, []
         missed, batch = self.channel._take(self)
         self.missed += missed
         return missed, batch
