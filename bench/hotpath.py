@@ -38,6 +38,7 @@ import argparse
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -84,6 +85,66 @@ def _record() -> logging.LogRecord:
     return logging.getLogger("bench.streamed").makeRecord(
         "bench.streamed", logging.INFO, __file__, 1, workload.MESSAGE, (1, NOW), None
     )
+
+
+class QueueHandler(logging.Handler):
+    """The latency workload's second ceiling: ``logging`` through a formatting handler into the hand-off."""
+
+    def __init__(self, lines: queue.SimpleQueue[bytes]) -> None:
+        super().__init__()
+        self.lines = lines
+        self.setFormatter(logging.Formatter(workload.FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.put((self.format(record) + "\n").encode())
+
+
+def _end_to_end(step: str) -> Callable[[], object]:
+    """One line from the operation's call to the bytes its response yields, in one thread (no wait, no wake).
+
+    ``e2e_handoff``: the bare hand-off ceiling (``app_handoff.py``: an f-string, a ``SimpleQueue``);
+    ``e2e_handoff_logging``: the same hand-off fed by ``logger.info`` through a formatting handler
+    (``app_handoff_logging.py``); ``e2e_stream``: ``logger.info`` inside a stream, then the text
+    response's ``__next__`` (the take and the format's encoding).
+    """
+    lines: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    if step == "e2e_handoff":
+        prefix = logging.Formatter(workload.FORMAT).format(
+            logging.LogRecord(workload.LOGGER, logging.INFO, "", 0, "", None, None)
+        )
+        clock = time.time
+
+        def handoff() -> object:
+            lines.put(f"{prefix}seq={1:07d} t={clock():.6f} {workload.PAD}#\n".encode())
+            return lines.get()
+
+        return handoff
+    if step == "e2e_handoff_logging":
+        log = logging.getLogger("bench.handoff")
+        log.handlers[:] = [QueueHandler(lines)]
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+        def handoff_logging() -> object:
+            log.info(workload.MESSAGE, 1, time.time())
+            return lines.get()
+
+        return handoff_logging
+    if step == "e2e_stream":
+        sink, channel = _sink(1)
+        response = StreamResponse(next(iter(channel._readers)), TextFormat(), title="t", started=NOW, heartbeat=3600)
+        next(response)  # the head
+        response._second_after = None  # past the first write's pause (FIRST_GAP)
+        response._pending.clear()
+        streamed = logging.getLogger("bench.streamed")
+        capture._current.set(sink)
+
+        def stream() -> object:
+            streamed.info(workload.MESSAGE, 1, time.time())
+            return next(response)
+
+        return stream
+    raise SystemExit(f"unknown step {step!r}")
 
 
 def setup(step: str) -> Callable[[], object]:
@@ -149,6 +210,8 @@ def setup(step: str) -> Callable[[], object]:
         sink, _ = _sink(1)
         record = _record()
         return lambda: sink.emit(record)
+    if step.startswith("e2e_"):
+        return _end_to_end(step)
     match = re.fullmatch(r"take_(text|html|sse|ndjson)", step)
     if match:
         fmt = {"text": TextFormat(), "html": HtmlFormat(), "sse": SseFormat(), "ndjson": NdjsonFormat()}[match[1]]
@@ -184,6 +247,9 @@ STEPS = [
     "entry",
     "append",
     "emit",
+    "e2e_handoff",
+    "e2e_handoff_logging",
+    "e2e_stream",
     "take_text",
     "take_html",
     "take_sse",
