@@ -216,7 +216,8 @@ class Channel(Inbox):
 
     def _take(self, reader: Reader) -> tuple[int, list[Entry]]:
         with self._lock:
-            self._drain()
+            if self._inbox:  # (the test, not the call: a thousand viewers each take per line)
+                self._drain()
             first = self._next - len(self._entries)
             cursor = reader.cursor
             missed = first - cursor if cursor < first else 0
@@ -244,7 +245,8 @@ class Channel(Inbox):
             reader.cursor = batch[-1].seq + 1 if batch else self._next
             if not self.retain:
                 self._release_taken()
-        self._flush_journal()
+        if self.journal is not None:
+            self._flush_journal()
         return missed, batch
 
     def _release_taken(self) -> None:
@@ -272,7 +274,8 @@ class Channel(Inbox):
         each take hundreds of entries per wake-up when a job logs fast).
         """
         with self._lock:
-            self._drain()
+            if self._inbox:
+                self._drain()
             entries = self._entries
             first = self._next - len(entries)
             cursor = reader.cursor
@@ -296,7 +299,8 @@ class Channel(Inbox):
             reader.cursor = batch[-1].seq + 1
             if not self.retain:
                 self._release_taken()
-        self._flush_journal()
+        if self.journal is not None:
+            self._flush_journal()
         body = encode(batch)
         # Readers racing here each store a correct chunk; the last one stays.
         self.chunks[key] = (batch[0].seq, batch[-1].seq, body)
