@@ -65,7 +65,7 @@ nitpick_ignore_regex = [
     (r"py:class", r".+ \| .+"),
     # Internal objects in the constructors of classes that applications get from a function and never build:
     # LogStreamApp and JobsApp (from logstream() and jobs()), JobHandle (from JobsApp.start()).
-    (r"py:class", r"wsgi_logstream\.(options\.Options|options\.JobsSettings|operation\.Operation)"),
+    (r"py:class", r"wsgi_logstream\.(options\.Options|options\.JobsSettings|operation\.Operation|handle\.Jobs)"),
     # Internal modules the reference does not document page by page (docs/design.md describes them), named in the
     # docstrings of documented ones, and the module constants those docstrings point at.
     (r"py:.*", r"wsgi_logstream\.(capture|channel|command|formats|response|pipeline|request|filters|carriage)(\..*)?"),
@@ -96,7 +96,18 @@ EXTRA_MODULES: dict[str, str] = {}
 # target, the selectors a server uses.
 # The hooks an application writes (authorize, owner, form_fields) and the frameworks' own functions the README
 # shows beside ours (Django's permission_required, Flask's abort).
-NOT_API = {"close", "target", "select", "poll", "authorize", "owner", "form_fields", "permission_required", "abort"}
+NOT_API = {
+    "close",
+    "target",
+    "select",
+    "poll",
+    "authorize",
+    "owner",
+    "form_fields",
+    "permission_required",
+    "abort",
+    "path",  # Django's, in a urlpatterns example
+}
 
 
 def _extras() -> dict[str, list[str]]:
@@ -145,6 +156,8 @@ def _extras_page() -> str:
             "```{eval-rst}",
             f".. automodule:: {module}",
             "   :members:",
+            # CeleryRunner and RQRunner get submit() and start() from a private base: shown on each.
+            "   :inherited-members:",
             "```",
             "",
         ]

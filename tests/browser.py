@@ -6,6 +6,13 @@ process group, so stopping it by PID stops every Chromium process it started).
 :class:`Page` speaks the protocol to one tab over a WebSocket
 (``websocket-client``): send a command, wait for its answer, keep the events
 that arrive meanwhile. Only what the tests use is here.
+
+The viewer tests share their set-up through here: :meth:`Chromium.new_page`
+takes what a module wants of its tabs (a viewport, a time zone, scripts run
+before the page's own), which ``tests/conftest.py``'s ``page`` fixture reads
+from a module's ``pytest.mark.page(...)``; :func:`served` serves an app to a
+page and leaves it before the server stops; :func:`job_page` is "a jobs app
+of this target, one job started, served": what most viewer tests begin with.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ import json
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import websocket
 
-from tests.servers import Program, free_port, require_program, wait_until
+from tests.servers import Program, free_port, require_program, wait_until, wsgiref_server
+from wsgi_logstream import jobs
+from wsgi_logstream.jobs import JobHandle, JobsApp
 
 FLAGS = (
     "--headless",
@@ -128,12 +139,38 @@ class Chromium(contextlib.AbstractContextManager["Chromium"]):
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.load(reply)
 
-    def new_page(self) -> Page:
-        """A new tab on about:blank, with the Page, DOM and Runtime domains on."""
+    def new_page(
+        self,
+        *,
+        size: tuple[int, int] | None = None,
+        timezone: str | None = None,
+        scripts: Sequence[str] = (),
+        domains: Sequence[str] = (),
+    ) -> Page:
+        """A new tab on about:blank, with the Page, DOM and Runtime domains on (uncaught exceptions in the page
+        arrive as ``Runtime.exceptionThrown`` events).
+
+        ``size`` is the viewport (width, height) in CSS pixels, ``timezone`` an IANA zone the page's clock is in,
+        ``scripts`` run in every document before the page's own, ``domains`` are more DevTools domains to enable
+        (``"Log"``: console messages as ``Log.entryAdded`` events).
+        """
         target = self._json("/json/new?about:blank", method="PUT")
         page = Page(target["webSocketDebuggerUrl"])
-        for domain in ("Page", "DOM", "Runtime"):
-            page.send(f"{domain}.enable")
+        try:
+            for domain in ("Page", "DOM", "Runtime", *domains):
+                page.send(f"{domain}.enable")
+            if size is not None:
+                width, height = size
+                page.send(
+                    "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+                )
+            if timezone is not None:
+                page.send("Emulation.setTimezoneOverride", timezoneId=timezone)
+            for source in scripts:
+                page.send("Page.addScriptToEvaluateOnNewDocument", source=source)
+        except BaseException:
+            page.close()
+            raise
         return page
 
     def stop(self) -> None:
@@ -157,3 +194,46 @@ class Chromium(contextlib.AbstractContextManager["Chromium"]):
 def wait_for(page: Page, expression: str, timeout: float = 10.0) -> Any:
     """Poll a JavaScript expression until it is truthy; its value."""
     return wait_until(lambda: page.evaluate(expression), timeout, expression)
+
+
+@contextlib.contextmanager
+def served(page: Page, app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
+    """Serve ``app`` (wsgiref, a thread per request); its URL. The page leaves it before the server stops,
+    so no stream is left open."""
+    with wsgiref_server(app) as url:
+        try:
+            yield url
+        finally:
+            page.navigate("about:blank")
+
+
+@dataclass
+class JobPage:
+    """A jobs app with one job started, served to a page."""
+
+    app: JobsApp
+    job: JobHandle
+    #: The server's root (no trailing slash).
+    url: str
+    page: Page
+
+    def open(self, after: str = "") -> None:
+        """Navigate the page to the job's page, ``after`` (a query or a ``#L...`` link) appended."""
+        self.page.navigate(f"{self.url}/{self.job.id}{after}")
+
+
+@contextlib.contextmanager
+def job_page(page: Page, target: Callable[[], object], **options: Any) -> Iterator[JobPage]:
+    """``jobs(target, **options)`` (one line a message unless ``formatter`` says otherwise), its job started and
+    the app served; afterwards the page leaves, the server stops, and the app's jobs end (``shutdown`` is True).
+
+    A test that holds its job on Events sets them in its own ``finally``, inside this block, so the job can end.
+    """
+    options.setdefault("formatter", "%(message)s")
+    app = jobs(target, **options)
+    try:
+        job = app.start()
+        with served(page, app) as url:
+            yield JobPage(app, job, url, page)
+    finally:
+        assert app.shutdown()

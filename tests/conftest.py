@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.browser import Chromium
+    from tests.browser import Chromium, Page
 
 # Tests import their helpers as ``tests.<module>`` (the rootdir is on sys.path). This directory is on sys.path too,
 # as it is on the PYTHONPATH of the servers tests start (servers.Program), for modules named by file.
@@ -22,3 +22,18 @@ def browser() -> Iterator[Chromium]:
 
     with Chromium() as chromium:
         yield chromium
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "page(size=None, timezone=None, scripts=(), domains=()): how the `page` fixture sets up its tab"
+    )
+
+
+@pytest.fixture
+def page(browser: Chromium, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A new tab in the module's Chromium, set up as the closest ``pytest.mark.page(...)`` asks
+    (the keywords of :meth:`tests.browser.Chromium.new_page`); a plain tab without one."""
+    marker = request.node.get_closest_marker("page")
+    with browser.new_page(**(marker.kwargs if marker is not None else {})) as tab:
+        yield tab

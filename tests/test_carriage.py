@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import progress_bar
 from tests.inproc import call
 from tests.servers import wait_until
 from tests.wire import ndjson_objects, parse_sse
@@ -110,26 +111,9 @@ def test_the_splitter_sends_the_state_as_it_comes_and_drops_what_was_overwritten
     assert splitter.feed(b"\nplain\n") == [(" 99999", True), ("plain", False)]
 
 
-_BAR = r"""
-import os, sys, time
-gate = sys.argv[1]
-print("before", flush=True)
-sys.stderr.write("\r  0%|          | 0/100")
-sys.stderr.flush()
-while not os.path.exists(gate):  # the test lets it go once it has seen the first state
-    time.sleep(0.01)
-for n in range(1, 101):
-    sys.stderr.write("\r%3d%%|%-10s| %d/100" % (n, "#" * (n // 10), n))
-    sys.stderr.flush()
-    time.sleep(0.005)
-sys.stderr.write("\n")
-print("after", flush=True)
-"""
-
-
 def test_a_command_drawing_a_bar_shows_one_line_that_moves_and_ends_at_its_final_state(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    app = jobs(Command([sys.executable, "-c", _BAR, str(gate)]), formatter="%(message)s", heartbeat=0.2)
+    app = jobs(progress_bar.command(gate, "before", "after", 0.005), formatter="%(message)s", heartbeat=0.2)
     job = app.start()
     with call(app, "format=ndjson", path=f"/{job.id}") as stream:
         # The first state arrives while the command is still waiting for the gate: it was not held for a newline.

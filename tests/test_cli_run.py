@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -185,6 +186,70 @@ def test_processes_a_command_leaves_running_are_stopped_when_it_exits() -> None:
     assert events[-1]["status"] == "ok"
     assert any("stopped the processes it left running" in e["message"] for e in events if e["event"] == "log")
     wait_until(lambda: process_gone(pid), 10, f"the left-behind sleep {pid} to be gone")
+
+
+# Leaves a sleep in a session of its own (setsid: out of reach of the group's signals) holding its stdout, and exits.
+LEAVES_ESCAPED = """
+import subprocess
+escaped = subprocess.Popen(["sleep", "300"], start_new_session=True)
+print("pids %d" % escaped.pid, flush=True)
+"""
+
+
+def test_a_process_that_left_the_commands_group_but_writes_its_output_is_stopped_with_it() -> None:
+    with cli("run", "--grace", "1", command=python_command(LEAVES_ESCAPED)) as running:
+        events = read_ndjson(running.base, running.job_path)
+    (pid,) = [int(e["message"].split()[1]) for e in events if e["event"] == "log" and e["message"].startswith("pids")]
+    assert events[-1]["status"] == "ok"
+    assert any("stopped the processes it left running" in e["message"] for e in events if e["event"] == "log")
+    wait_until(lambda: process_gone(pid), 10, f"the escaped sleep {pid} to be gone")
+
+
+ESCAPES = """
+import os, subprocess, time
+escaped = subprocess.Popen(["sleep", "300"], start_new_session=True)
+print("pids %d %d" % (os.getpid(), escaped.pid), flush=True)
+time.sleep(300)
+"""
+
+
+def test_cancel_stops_a_child_that_left_the_commands_process_group() -> None:
+    with cli("run", "--grace", "0.5", command=python_command(ESCAPES)) as running:
+        pids = printed_pids(running.base, running.job_path)
+        assert len(pids) == 2 and os.getpgid(pids[1]) != os.getpgid(pids[0])
+        request = urllib.request.Request(f"{running.base}{running.job_path}/cancel", method="POST", data=b"")
+        request.add_header("Accept", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 202
+        events = read_ndjson(running.base, running.job_path)
+        assert events[-1]["status"] == "cancelled"
+        wait_until(lambda: all(process_gone(pid) for pid in pids), 10, f"processes {pids} to be gone")
+
+
+def test_journal_dir_keeps_the_whole_run_beyond_history_and_is_cleaned_at_exit(tmp_path: Path) -> None:
+    source = "for n in range(1, 51): print('line', n)"
+    with cli("run", "--history", "10", "--journal-dir", str(tmp_path), command=python_command(source)) as running:
+        events = read_ndjson(running.base, running.job_path)
+        assert [e["message"] for e in events if e["event"] == "log"] == [f"line {n}" for n in range(1, 51)]
+        with RawClient(running.base, f"{running.job_path}/log.txt") as client:
+            body = client.read_to_end().decode()
+        assert client.status == 200
+        assert [line.split(": ", 1)[1] for line in body.splitlines() if "INFO" in line] == [
+            f"line {n}" for n in range(1, 51)
+        ]
+        assert list(tmp_path.iterdir()), "the journal is written under --journal-dir"
+        assert running.stop() == 143  # SIGTERM: stopped as asked
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_journal_dir_must_be_a_writable_directory(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wsgi_logstream", "run", "--journal-dir", str(tmp_path / "missing"), "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "--journal-dir: not a directory" in result.stderr, result.stderr
 
 
 def test_level_format_and_redact_options_shape_every_line() -> None:

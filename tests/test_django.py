@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from typing import Any, Iterator
+from urllib.parse import urljoin
 
 import pytest
 
@@ -30,8 +31,9 @@ from examples.django_project.ops import reindex_jobs
 from tests.apps.gates import read_live
 from tests.inproc import Chunks, logging_snapshot
 from tests.servers import wait_until
-from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, records, summary
+from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, parse_html, records, summary
 from wsgi_logstream import jobs
+from wsgi_logstream.assets import HASHED_CACHE, load
 from wsgi_logstream.django import REQUEST, hook, stream_view
 
 _keys = itertools.count()
@@ -401,3 +403,21 @@ def test_a_stream_view_mounted_at_one_url_streams_and_a_django_hook_may_ask_for_
     request.user = User.objects.get(username="carol")
     with streamed(view(request)) as stream:
         assert f"second {k}".encode() in stream.read_to_end()
+
+
+def test_a_stream_view_mounted_at_one_url_serves_its_pages_script_and_style_at_that_url() -> None:
+    browser = client()
+    page_url = "http://localhost/t/once/?format=html"
+    with streamed(browser.get(page_url)) as stream:
+        page = parse_html(stream.read_to_end())
+    assert page.records == ["logged once\n"]
+    links = {tag: str(a.get("src") or a.get("href")) for tag, _, a in page.elements if tag in ("script", "link")}
+    for tag, name in (("link", "viewer.css"), ("script", "viewer.js")):
+        url = urljoin(page_url, links[tag])  # as a browser resolves it: the same URL, another query
+        assert url == f"http://localhost/t/once/?logstream_asset={load(name).hashed_name}"
+        reply = browser.get(url)
+        assert not reply.streaming and reply.status_code == 200
+        assert reply.content == load(name).body and reply["Content-Type"] == load(name).media_type
+        assert reply["Cache-Control"] == HASHED_CACHE
+    assert browser.get("http://localhost/t/once/?logstream_asset=nothing.js").status_code == 404
+    assert browser.get("http://localhost/t/once/_assets/viewer.js").status_code == 404  # nothing below the URL

@@ -45,7 +45,7 @@ def test_the_level_and_grep_filters_apply_to_every_format_of_a_job(fmt: str) -> 
         assert f"disk {n} failed" in body
     assert "line 1 ok" not in body and "line 29 ok" not in body
     # Filtered lines are not lines this reader missed: no dropped marker, and the end says 0 dropped.
-    markers = ("lines dropped: this reader", '<span class="drop">', '"event":"dropped"', "event: dropped")
+    markers = ("lines dropped: not kept for this reader", '<span class="drop">', '"event":"dropped"', "event: dropped")
     assert not any(marker in body for marker in markers)
 
 

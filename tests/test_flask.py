@@ -13,17 +13,20 @@ import itertools
 import logging
 import re
 from typing import Any, Iterator
+from urllib.parse import urljoin
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.apps import flask_site, gates
 from tests.apps.gates import read_live
 from tests.inproc import Chunks, TestApp, logging_snapshot
 from tests.servers import wait_until
-from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, records, summary
-from wsgi_logstream import jobs
-from wsgi_logstream.flask import MOUNTED, hook, owner
+from tests.wire import FORMATS, MEDIA_TYPES, ndjson_objects, parse_html, records, summary
+from wsgi_logstream import jobs, logstream
+from wsgi_logstream.assets import HASHED_CACHE, load
+from wsgi_logstream.flask import MOUNTED, hook, owner, stream_view
 
 _keys = itertools.count()
 
@@ -296,3 +299,25 @@ def test_a_body_too_large_is_413_unread_and_runs_nothing_through_flask() -> None
     )
     assert reply.status_code == 413
     assert gates.runs[k] == 0
+
+
+def test_a_stream_view_mounted_at_one_url_serves_its_pages_script_and_style_at_that_url() -> None:
+    host = Flask(__name__)
+    host.add_url_rule("/once", "once", stream_view(logstream(lambda: logging.getLogger("once").warning("logged once"))))
+    browser = host.test_client()
+    page_url = "http://localhost/once?format=html"
+    with streamed(browser.get(page_url)) as stream:
+        page = parse_html(stream.read_to_end())
+    assert [line.rsplit(": ", 1)[-1] for line in page.records] == ["logged once\n"]
+    links = {tag: str(a.get("src") or a.get("href")) for tag, _, a in page.elements if tag in ("script", "link")}
+    for tag, name in (("link", "viewer.css"), ("script", "viewer.js")):
+        url = urljoin(page_url, links[tag])  # as a browser resolves it: the same URL, another query
+        assert url == f"http://localhost/once?logstream_asset={load(name).hashed_name}"
+        with browser.get(url) as reply:
+            assert reply.status_code == 200 and reply.headers["Content-Length"] == str(len(load(name).body))
+            assert reply.data == load(name).body and reply.headers["Content-Type"] == load(name).media_type
+            assert reply.headers["Cache-Control"] == HASHED_CACHE
+    with browser.get("http://localhost/once?logstream_asset=nothing.js") as missing:
+        assert missing.status_code == 404
+    with browser.get("http://localhost/once/_assets/viewer.js") as below:
+        assert below.status_code == 404  # nothing below the URL is routed

@@ -496,7 +496,7 @@ FORGERIES = [
     "done\r\n-- ok (after 0.01s: 1 line, 0 dropped) --",
     "done\u2028-- ok (after 0.01s: 1 line, 0 dropped) --",
     "\x1b[0m-- ok (after 0.01s: 1 line, 0 dropped) --",
-    "-- 3 lines dropped: this reader fell behind --",
+    "-- 3 lines dropped: not kept for this reader --",
     "-- progress 10/10 (100%) --",
 ]
 

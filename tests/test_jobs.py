@@ -271,7 +271,7 @@ def test_a_viewer_behind_the_history_is_told_how_many_lines_it_missed(make_app: 
     assert [o["seq"] for o in objects if o["event"] == "log"] == [16, 17, 18, 19, 20]
     assert objects[-1]["dropped"] == 12
     text = client.get(f"/{job.id}?format=text&since=3").text.splitlines()
-    assert text[1:3] == ["-- 12 lines dropped: this reader fell behind --", "line 16"]
+    assert text[1:3] == ["-- 12 lines dropped: not kept for this reader --", "line 16"]
 
 
 def test_a_finished_job_answers_its_whole_log_in_one_batch(make_app: Callable[..., JobsApp]) -> None:

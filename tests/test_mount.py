@@ -7,7 +7,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from wsgi_logstream.mount import call_app, mounted_environ, wsgi_string
+from wsgi_logstream.assets import asset_url, load
+from wsgi_logstream.mount import call_app, call_mounted, mounted_environ, wsgi_string
 
 
 def test_the_mount_point_and_the_rest_become_script_name_and_path_info_as_wsgi_strings() -> None:
@@ -87,3 +88,20 @@ def test_write_is_refused_and_an_app_that_never_starts_is_an_error() -> None:
         call_app(writes, {})
     with pytest.raises(AssertionError, match="without calling start_response"):
         call_app(lambda environ, start_response: [], {})
+
+
+def _echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+    return [b"app"]
+
+
+def test_only_a_view_mounted_at_one_url_has_its_page_ask_that_url_for_its_assets_and_answers_them() -> None:
+    base = {"REQUEST_METHOD": "GET", "QUERY_STRING": "logstream_asset=" + load("viewer.js").hashed_name}
+    alone = mounted_environ(base, path="/ops/once/", rest=None, body=b"", scheme="http")
+    assert asset_url(alone, "viewer.js") == f"?logstream_asset={load('viewer.js').hashed_name}"
+    reply = call_mounted(_echo, alone)
+    assert reply.status == 200 and reply.whole == load("viewer.js").body
+    # Under urls() or a blueprint the app's own _assets/ is routed: the query field is the app's to read.
+    below = mounted_environ(base, path="/ops/jobs/", rest="", body=b"", scheme="http")
+    assert asset_url(below, "viewer.js") == f"_assets/{load('viewer.js').hashed_name}"  # /ops/jobs/_assets/
+    assert call_mounted(_echo, below).whole == b"app"

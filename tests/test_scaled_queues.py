@@ -276,6 +276,37 @@ def test_a_job_cancelled_while_queued_never_starts(deployment: Deployment, kind:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_job_no_worker_begins_within_queue_timeout_is_lost_and_a_later_worker_skips_it(
+    deployment: Deployment, kind: str
+) -> None:
+    key = f"unbegun-{kind}"
+    job_id = _start_job(deployment, f"{kind}-bounded", key)
+    # No worker runs: a viewer of the queued job sees it end as lost, within the bound and its recheck.
+    viewer = Viewer(deployment.url(1), f"/{kind}-bounded/{job_id}", "ndjson")
+    try:
+        viewer.read_to_close(timeout=1.0 + 2 * 1.0 + 10)
+    finally:
+        viewer.close()
+    assert viewer.seen() == [] and viewer.end is not None and viewer.end["status"] == "lost", viewer.end
+    assert viewer.end["error"] == "no worker began this job within 1s"
+    later = f"after-unbegun-{kind}"
+    later_id = _start_job(deployment, kind, later)
+    deployment.release(key)  # were the lost job run after all, it would not wait
+    deployment.release(later)
+    worker = _worker(deployment, kind)
+    try:
+        # The queue holds the lost job first: once the later one has run, the worker has taken both.
+        wait_until(lambda: _record(deployment.url(0), kind, later_id)["status"] == "ok", 30, "the later job")
+    finally:
+        worker.stop()
+    record = _record(deployment.url(0), f"{kind}-bounded", job_id)
+    assert record["status"] == "lost" and record["records"] == 0 and record["next_seq"] == 1, record
+    # The worker took the lost job and returned at once: the operation, which logs first of all, never ran.
+    took = f"Job OK ({job_id})" if kind == "rq" else f"Task tests.apps.queue_tasks.celery_operation[{job_id}] succeeded"
+    assert took in worker.output()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_of_the_worker_running_a_job_ends_every_viewer_with_lost(deployment: Deployment, kind: str) -> None:
     key = f"killed-{kind}"
     job_id = _start_job(deployment, kind, key)

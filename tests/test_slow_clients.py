@@ -39,7 +39,7 @@ def _sequence(body: bytes, name: str) -> tuple[list[int], list[int]]:
         for own, line in parse_text(body).in_order:
             if not own:
                 sequence.append(int(line.split()[1]) + 1)
-            elif match := re.fullmatch(r"-- (\d+) lines? dropped: this reader fell behind --", line):
+            elif match := re.fullmatch(r"-- (\d+) lines? dropped: not kept for this reader --", line):
                 sequence.append(-int(match[1]))
     return sequence, [-s for s in sequence if s < 0]
 

@@ -215,6 +215,21 @@ def test_a_cancel_reaches_the_runner_and_a_cancelled_queued_job_never_starts(mak
     assert not store.request_cancel("no-such-job")
 
 
+def test_beginning_a_queued_job_replaces_the_time_it_had_to_be_begun_by(make_store: MakeStore) -> None:
+    store = make_store()
+    start_by = time.time() + 1000
+    store.create(_record("start-by", lease_until=start_by))
+    record = store.get("start-by")
+    assert record is not None and record.lease_until == pytest.approx(start_by)
+    log = store.open_log("start-by")
+    assert log.begin(time.time())
+    record = store.get("start-by")
+    # Its runner's own lease (a store in several processes) or none: never the queued job's.
+    assert record is not None and record.status == "running"
+    assert record.lease_until is None or record.lease_until < start_by - 900
+    _end(log)
+
+
 def test_a_log_keeps_max_history_entries_and_a_reader_is_told_what_it_missed(make_store: MakeStore) -> None:
     store = make_store(max_history=5)
     log = _begun(store, "history-1")

@@ -14,7 +14,6 @@ A screenshot of the viewer is kept in ``tests/artifacts/viewer.png``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
@@ -23,14 +22,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import wait_until, wsgiref_server
+from tests.browser import Page, job_page, wait_for
+from tests.browser import served as serve
+from tests.servers import wait_until
 from wsgi_logstream import jobs, logstream, progress
 from wsgi_logstream.assets import ASSET_PREFIX, serve_asset
 from wsgi_logstream.jobs import JobsApp
 from wsgi_logstream.viewer import page_head
-
-pytestmark = pytest.mark.servers
 
 log = logging.getLogger("tests.viewer")
 
@@ -53,6 +51,8 @@ window.__requests = [];
   };
 })();
 """
+
+pytestmark = [pytest.mark.servers, pytest.mark.page(scripts=[COUNT_REQUESTS])]
 
 RECORDS = "Array.from(document.querySelectorAll('#log .r[data-seq]'), (r) => [Number(r.dataset.seq), r.textContent])"
 VISIBLE = "Array.from(document.querySelectorAll('#log .r'), (r) => r.offsetParent !== null ? r.textContent : null)"
@@ -126,27 +126,10 @@ class CutFirstPage:
 
 
 @pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Page.addScriptToEvaluateOnNewDocument", source=COUNT_REQUESTS)
-        yield tab
-
-
-@pytest.fixture
 def gates() -> Iterator[Gates]:
     made = Gates()
     yield made
     made.release_all()
-
-
-@contextlib.contextmanager
-def serve(page: Page, app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
-    """Serve ``app``; the page leaves it before the server stops, so no stream is left open."""
-    with wsgiref_server(app) as url:
-        try:
-            yield url
-        finally:
-            page.navigate("about:blank")
 
 
 def _jobs(target: Callable[..., Any], **options: Any) -> JobsApp:
@@ -421,3 +404,21 @@ def test_a_line_that_arrives_in_pieces_is_rendered_whole(page: Page, gates: Gate
         ]
         assert page.evaluate(f"{record}.querySelector('details').textContent").endswith("ValueError: boom\n")
         assert page.evaluate("window.__requests") == []
+
+
+@pytest.mark.parametrize(("history", "marker"), [(5, "-- 15 lines dropped"), (19, "-- 1 line dropped")])
+def test_a_late_viewer_of_a_trimmed_history_is_told_how_many_lines_were_not_kept(
+    page: Page, history: int, marker: str
+) -> None:
+    def target() -> None:
+        for i in range(1, 21):
+            log.info("line %04d", i)
+
+    with job_page(page, target, max_history=history) as served:
+        assert served.job.wait(10)
+        served.open()
+        wait_for(page, ENDED)
+        rows = page.evaluate("Array.from(document.querySelectorAll('#log > *'), (r) => [r.className, r.textContent])")
+        # The page cannot tell a trimmed history from a slow reader or a writer's outage: the marker says neither.
+        assert rows[0] == ["drop", f"{marker}: not kept for this page --\n"]
+        assert [text for _, text in rows[1:]] == _lines(21 - history, 20)

@@ -20,18 +20,16 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
+from tests.browser import Page, job_page, served, wait_for
 from tests.nginx import Nginx
 from tests.servers import wsgiref_server
 from wsgi_logstream import LogStreamMiddleware, jobs, logstream, progress
 from wsgi_logstream.assets import load
 from wsgi_logstream.viewer import CSP
-
-pytestmark = pytest.mark.servers
 
 log = logging.getLogger("tests.viewer_csp")
 
@@ -72,12 +70,7 @@ http {
 """
 
 
-@pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Log.enable")
-        tab.send("Page.addScriptToEvaluateOnNewDocument", source=WATCH_CSP)
-        yield tab
+pytestmark = [pytest.mark.servers, pytest.mark.page(domains=["Log"], scripts=[WATCH_CSP])]
 
 
 def _console_refusals(page: Page) -> list[str]:
@@ -126,11 +119,9 @@ def test_a_job_page_runs_its_script_and_style_under_the_strict_csp_and_nothing_i
         assert seen.wait(10)
         log.info("line two")
 
-    app = jobs(target, formatter="%(message)s", heartbeat=0.5)
-    job = app.start()
-    try:
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/{job.id}")
+    with job_page(page, target, heartbeat=0.5) as served:
+        try:
+            served.open()
             _assert_enhanced_under_csp(page)
             # What the script does, under the policy: colours as styled spans, the header's bar.
             wait_for(page, "document.getElementById('progress').value === 1")
@@ -140,25 +131,18 @@ def test_a_job_page_runs_its_script_and_style_under_the_strict_csp_and_nothing_i
             wait_for(page, ENDED)
             assert page.evaluate("window.__violations") == []
             _assert_inline_script_is_refused(page)
-            page.navigate("about:blank")
-    finally:
-        seen.set()
-        assert app.shutdown()
+        finally:
+            seen.set()
 
 
 def test_the_jobs_index_has_its_style_under_the_csp(page: Page) -> None:
-    app = jobs(lambda: None, title="Imports")
-    try:
-        assert app.start().wait(10)
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/")
-            wait_for(page, "document.querySelector('table') !== null && document.readyState === 'complete'")
-            assert page.evaluate("getComputedStyle(document.querySelector('table')).borderCollapse") == "collapse"
-            assert page.evaluate("window.__violations") == []
-            assert _console_refusals(page) == []
-            page.navigate("about:blank")
-    finally:
-        assert app.shutdown()
+    with job_page(page, lambda: None, title="Imports") as served:
+        assert served.job.wait(10)
+        page.navigate(f"{served.url}/")
+        wait_for(page, "document.querySelector('table') !== null && document.readyState === 'complete'")
+        assert page.evaluate("getComputedStyle(document.querySelector('table')).borderCollapse") == "collapse"
+        assert page.evaluate("window.__violations") == []
+        assert _console_refusals(page) == []
 
 
 def _fallback(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -230,3 +214,33 @@ def test_the_policy_is_the_documented_one() -> None:
     assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
     assert directives["default-src"] == "'none'"
     assert "unsafe" not in CSP
+
+
+def test_a_flask_view_mounted_at_one_url_loads_its_script_and_style_from_that_url_under_the_csp(page: Page) -> None:
+    from flask import Flask
+
+    from wsgi_logstream.flask import stream_view
+
+    seen = threading.Event()
+
+    def target() -> None:
+        log.info("first line")
+        assert seen.wait(10)
+
+    host = Flask(__name__)
+    host.add_url_rule("/ops/once", "once", stream_view(logstream(target, formatter="%(message)s", heartbeat=0.5)))
+    try:
+        with served(page, host) as url:
+            page.navigate(f"{url}/ops/once")  # one URL: the host routes nothing below it
+            _assert_enhanced_under_csp(page)
+            wait_for(page, "document.querySelector('#log .r') !== null")
+            loaded = page.evaluate("performance.getEntriesByType('resource').map((e) => [e.name, e.responseStatus])")
+            assert sorted(loaded) == sorted(
+                [f"{url}/ops/once?logstream_asset={load(name).hashed_name}", 200]
+                for name in ("viewer.css", "viewer.js")
+            )
+            seen.set()
+            wait_for(page, ENDED)
+            _assert_inline_script_is_refused(page)
+    finally:
+        seen.set()

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterator
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import wait_until, wsgiref_server
-from wsgi_logstream import jobs
+from tests.browser import Page, job_page, wait_for
+from tests.servers import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -37,41 +35,29 @@ def in_view(seq: int) -> str:
     ).replace("SEQ", str(seq))
 
 
-@pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        yield tab
-
-
 def test_a_range_link_to_a_finished_job_opens_scrolled_there_with_the_range_highlighted(page: Page) -> None:
     def target() -> None:
         for i in range(1, 3001):
             log.info("line %04d", i)
 
-    app = jobs(target, formatter="%(message)s")
-    try:
-        job = app.start()
-        assert job.wait(30)
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/{job.id}#L1200-L1250")
-            wait_for(page, ENDED)
-            wait_for(page, in_view(1200))
-            shown = page.evaluate(HIGHLIGHTED)
-            assert shown == list(range(1200, 1200 + len(shown))) and len(shown) > 10
-            assert page.evaluate("document.querySelector('#log > [data-seq=\"1199\"]') !== null") is True
-            assert page.evaluate(FOLLOWING) is False
-            # Further down, the range ends at 1250.
-            page.evaluate("document.querySelector('main').scrollTop += 500")
-            wait_for(page, "document.querySelector('#log > [data-seq=\"1251\"]') !== null")
-            shown = page.evaluate(HIGHLIGHTED)
-            assert shown[-1] == 1250 and shown == list(range(shown[0], 1251))
-            # Another link in the same page: it goes there.
-            page.evaluate("location.hash = '#L10'")
-            wait_for(page, in_view(10))
-            assert page.evaluate(HIGHLIGHTED) == [10]
-            page.navigate("about:blank")
-    finally:
-        assert app.shutdown()
+    with job_page(page, target) as served:
+        assert served.job.wait(30)
+        served.open("#L1200-L1250")
+        wait_for(page, ENDED)
+        wait_for(page, in_view(1200))
+        shown = page.evaluate(HIGHLIGHTED)
+        assert shown == list(range(1200, 1200 + len(shown))) and len(shown) > 10
+        assert page.evaluate("document.querySelector('#log > [data-seq=\"1199\"]') !== null") is True
+        assert page.evaluate(FOLLOWING) is False
+        # Further down, the range ends at 1250.
+        page.evaluate("document.querySelector('main').scrollTop += 500")
+        wait_for(page, "document.querySelector('#log > [data-seq=\"1251\"]') !== null")
+        shown = page.evaluate(HIGHLIGHTED)
+        assert shown[-1] == 1250 and shown == list(range(shown[0], 1251))
+        # Another link in the same page: it goes there.
+        page.evaluate("location.hash = '#L10'")
+        wait_for(page, in_view(10))
+        assert page.evaluate(HIGHLIGHTED) == [10]
 
 
 def test_a_link_to_a_line_a_running_job_has_not_logged_yet_waits_for_it_then_stays(page: Page) -> None:
@@ -87,12 +73,10 @@ def test_a_link_to_a_line_a_running_job_has_not_logged_yet_waits_for_it_then_sta
         for i in range(301, 601):
             log.info("line %04d", i)
 
-    app = jobs(target, formatter="%(message)s", heartbeat=0.5)
-    try:
-        job = app.start()
-        wait_until(lambda: job.record.records == 100, 10, "the first 100 lines")
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/{job.id}#L150")
+    with job_page(page, target, heartbeat=0.5) as served:
+        try:
+            wait_until(lambda: served.job.record.records == 100, 10, "the first 100 lines")
+            served.open("#L150")
             wait_for(page, "document.querySelector('#log > [data-seq=\"100\"]') !== null")
             assert page.evaluate(FOLLOWING) is True  # nothing to go to yet
             gates["opened"].set()
@@ -102,12 +86,10 @@ def test_a_link_to_a_line_a_running_job_has_not_logged_yet_waits_for_it_then_sta
             gates["more"].set()
             wait_for(page, ENDED)
             assert page.evaluate(in_view(150)) is True, "lines arriving after the link must not move the page"
-            page.navigate("about:blank")
-        assert job.status == "ok"
-    finally:
-        for gate in gates.values():
-            gate.set()
-        assert app.shutdown()
+            assert served.job.status == "ok"
+        finally:
+            for gate in gates.values():
+                gate.set()
 
 
 def test_a_click_on_a_line_number_links_to_it_and_shift_click_makes_a_range(page: Page) -> None:
@@ -115,31 +97,25 @@ def test_a_click_on_a_line_number_links_to_it_and_shift_click_makes_a_range(page
         for i in range(1, 21):
             log.info("line %04d", i)
 
-    app = jobs(target, formatter="%(message)s")
-    try:
-        job = app.start()
-        assert job.wait(10)
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/{job.id}")
-            wait_for(page, ENDED)
-            for seq, modifiers in ((3, 0), (7, 8)):  # 8: shift
-                box = page.evaluate(
-                    f"(() => {{ const r = document.querySelector('#log > [data-seq=\"{seq}\"]').getBoundingClientRect();"
-                    " return [r.left, r.top + r.height / 2]; })()"
+    with job_page(page, target) as served:
+        assert served.job.wait(10)
+        served.open()
+        wait_for(page, ENDED)
+        for seq, modifiers in ((3, 0), (7, 8)):  # 8: shift
+            box = page.evaluate(
+                f"(() => {{ const r = document.querySelector('#log > [data-seq=\"{seq}\"]').getBoundingClientRect();"
+                " return [r.left, r.top + r.height / 2]; })()"
+            )
+            for kind in ("mousePressed", "mouseReleased"):
+                page.send(
+                    "Input.dispatchMouseEvent",
+                    type=kind,
+                    x=box[0] + 4,
+                    y=box[1],
+                    button="left",
+                    clickCount=1,
+                    modifiers=modifiers,
                 )
-                for kind in ("mousePressed", "mouseReleased"):
-                    page.send(
-                        "Input.dispatchMouseEvent",
-                        type=kind,
-                        x=box[0] + 4,
-                        y=box[1],
-                        button="left",
-                        clickCount=1,
-                        modifiers=modifiers,
-                    )
-                wait_for(page, f"document.querySelector('#log > [data-seq=\"{seq}\"]')?.classList.contains('hl')")
-            assert page.evaluate("location.hash") == "#L3-L7"
-            assert page.evaluate(HIGHLIGHTED) == [3, 4, 5, 6, 7]
-            page.navigate("about:blank")
-    finally:
-        assert app.shutdown()
+            wait_for(page, f"document.querySelector('#log > [data-seq=\"{seq}\"]')?.classList.contains('hl')")
+        assert page.evaluate("location.hash") == "#L3-L7"
+        assert page.evaluate(HIGHLIGHTED) == [3, 4, 5, 6, 7]

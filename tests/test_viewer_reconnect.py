@@ -20,16 +20,14 @@ import sys
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import Program, free_port, wait_until, wsgiref_server
+from tests.browser import Page, job_page, wait_for
+from tests.servers import Program, free_port, wait_until
 from tests.wire import ndjson_objects
-from wsgi_logstream import jobs, progress
-
-pytestmark = pytest.mark.servers
+from wsgi_logstream import progress
 
 log = logging.getLogger("tests.viewer_reconnect")
 
@@ -66,12 +64,7 @@ EVERY_ROW = """
 ENDED = "document.getElementById('banner') !== null && !document.getElementById('banner').hidden && document.getElementById('end') !== null"
 LAST_ROW = "document.querySelector('#log > :last-child')?.textContent"
 
-
-@pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Page.addScriptToEvaluateOnNewDocument", source=COUNT_FETCHES)
-        yield tab
+pytestmark = [pytest.mark.servers, pytest.mark.page(scripts=[COUNT_FETCHES])]
 
 
 def _proxy(port: int, upstream: str) -> Program:
@@ -102,11 +95,10 @@ def test_a_job_page_cut_off_keeps_trying_and_resumes_with_every_line_once(page: 
             if phase < 2:
                 assert gates[("cut", "back")[phase]].wait(30)
 
-    app = jobs(target, formatter="%(message)s", heartbeat=0.5)
     proxy: Program | None = None
-    try:
-        job = app.start()
-        with wsgiref_server(app) as upstream:
+    with job_page(page, target, heartbeat=0.5) as served:
+        job, upstream = served.job, served.url
+        try:
             port = free_port()
             proxy = _proxy(port, upstream)
             page.navigate(f"http://127.0.0.1:{port}/{job.id}")
@@ -145,11 +137,9 @@ def test_a_job_page_cut_off_keeps_trying_and_resumes_with_every_line_once(page: 
             assert fetches[0] == f"/{job.id}?format=ndjson&since=0"
             assert len(fetches) >= 4  # the first, three refused, the one that got back in
             assert set(fetches[1:]) == {f"/{job.id}?format=ndjson&since={cut_at}"}
-            page.navigate("about:blank")
-        assert job.status == "ok"
-    finally:
-        for gate in gates.values():
-            gate.set()
-        if proxy is not None:
-            _stop(proxy)
-        assert app.shutdown()
+            assert job.status == "ok"
+        finally:
+            for gate in gates.values():
+                gate.set()
+            if proxy is not None:
+                _stop(proxy)

@@ -15,15 +15,11 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import wsgiref_server
-from wsgi_logstream import jobs
-
-pytestmark = pytest.mark.servers
+from tests.browser import Page, job_page, wait_for
 
 log = logging.getLogger("tests.viewer_scale")
 
@@ -43,12 +39,7 @@ FIRST_ROW = "document.querySelector('#log > *').textContent"
 LAST_ROW = "document.querySelector('#log > :last-child').textContent"
 SET_FILTER = "(() => { const f = document.getElementById('filter'); f.value = 'NEEDLE'; f.dispatchEvent(new Event('input')); })()"
 
-
-@pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Page.addScriptToEvaluateOnNewDocument", source=LONG_TASKS)
-        yield tab
+pytestmark = [pytest.mark.servers, pytest.mark.page(scripts=[LONG_TASKS])]
 
 
 def _figures(page: Page, name: str, **more: Any) -> dict[str, Any]:
@@ -77,40 +68,35 @@ def test_a_finished_million_line_job_opens_scrolls_and_filters_without_a_long_ta
         for i in range(1, lines + 1):
             log.info("line %07d", i)
 
-    app = jobs(target, formatter="%(message)s", max_history=lines, heartbeat=1)
-    try:
-        job = app.start()
+    with job_page(page, target, max_history=lines, heartbeat=1) as served:
+        job = served.job
         assert job.wait(300) and job.record.records == lines
-        with wsgiref_server(app) as url:
-            opened = time.monotonic()
-            page.navigate(f"{url}/{job.id}")
-            wait_for(page, ENDED, 180)
-            seconds = round(time.monotonic() - opened, 1)
-            assert page.evaluate(LAST_ROW) == f"line {lines:07d}\n"
-            wait_for(page, f"{MAIN}.scrollHeight - {MAIN}.scrollTop - {MAIN}.clientHeight < 4")
-            # The scroll position means the whole log: the top is line 1, the middle the middle.
-            page.evaluate(f"{MAIN}.scrollTop = 0")
-            wait_for(page, f"{FIRST_ROW} === 'line 0000001\\n'")
-            page.evaluate(f"{MAIN}.scrollTop = {MAIN}.scrollHeight / 2")
-            middle = wait_for(page, f"{FIRST_ROW} !== 'line 0000001\\n' && Number({FIRST_ROW}.slice(5))")
-            assert abs(middle - lines / 2) < lines / 100
-            page.evaluate("document.getElementById('follow').click()")
-            wait_for(page, f"{LAST_ROW} === 'line {lines:07d}\\n'")
-            # The filter goes over every line, not only the rows in the page: a tenth of them match.
-            line = page.evaluate("document.querySelector('#log > *').getBoundingClientRect().height")
-            page.evaluate(SET_FILTER.replace("NEEDLE", "line 09"))
-            wait_for(page, f"Math.abs(document.getElementById('log').offsetHeight - {lines // 10} * {line}) < 2", 60)
-            page.evaluate(f"{MAIN}.scrollTop = 0")
-            wait_for(page, f"{FIRST_ROW} === 'line 0900000\\n'")
-            page.evaluate(SET_FILTER.replace("NEEDLE", ""))
-            wait_for(page, f"Math.abs(document.getElementById('log').offsetHeight - {lines} * {line}) < 2", 60)
-            figures = _figures(page, "finished_1M_lines", lines=lines, seconds_to_open=seconds)
-            page.navigate("about:blank")
+        opened = time.monotonic()
+        served.open()
+        wait_for(page, ENDED, 180)
+        seconds = round(time.monotonic() - opened, 1)
+        assert page.evaluate(LAST_ROW) == f"line {lines:07d}\n"
+        wait_for(page, f"{MAIN}.scrollHeight - {MAIN}.scrollTop - {MAIN}.clientHeight < 4")
+        # The scroll position means the whole log: the top is line 1, the middle the middle.
+        page.evaluate(f"{MAIN}.scrollTop = 0")
+        wait_for(page, f"{FIRST_ROW} === 'line 0000001\\n'")
+        page.evaluate(f"{MAIN}.scrollTop = {MAIN}.scrollHeight / 2")
+        middle = wait_for(page, f"{FIRST_ROW} !== 'line 0000001\\n' && Number({FIRST_ROW}.slice(5))")
+        assert abs(middle - lines / 2) < lines / 100
+        page.evaluate("document.getElementById('follow').click()")
+        wait_for(page, f"{LAST_ROW} === 'line {lines:07d}\\n'")
+        # The filter goes over every line, not only the rows in the page: a tenth of them match.
+        line = page.evaluate("document.querySelector('#log > *').getBoundingClientRect().height")
+        page.evaluate(SET_FILTER.replace("NEEDLE", "line 09"))
+        wait_for(page, f"Math.abs(document.getElementById('log').offsetHeight - {lines // 10} * {line}) < 2", 60)
+        page.evaluate(f"{MAIN}.scrollTop = 0")
+        wait_for(page, f"{FIRST_ROW} === 'line 0900000\\n'")
+        page.evaluate(SET_FILTER.replace("NEEDLE", ""))
+        wait_for(page, f"Math.abs(document.getElementById('log').offsetHeight - {lines} * {line}) < 2", 60)
+        figures = _figures(page, "finished_1M_lines", lines=lines, seconds_to_open=seconds)
         assert figures["rows_in_page"] < 400
         assert figures["dom_elements"] < 1000
         assert max(figures["long_tasks_ms"], default=0) < LIMIT_MS, figures["long_tasks_ms"]
-    finally:
-        assert app.shutdown()
 
 
 def test_a_live_job_at_ten_thousand_lines_a_second_is_followed_at_the_bottom(page: Page) -> None:
@@ -127,11 +113,10 @@ def test_a_live_job_at_ten_thousand_lines_a_second_is_followed_at_the_bottom(pag
                 if ahead > 0:
                     time.sleep(ahead)
 
-    app = jobs(target, formatter="%(message)s", max_history=seconds * rate, heartbeat=1)
-    try:
-        job = app.start()
-        with wsgiref_server(app) as url:
-            page.navigate(f"{url}/{job.id}")
+    with job_page(page, target, max_history=seconds * rate, heartbeat=1) as served:
+        job = served.job
+        try:
+            served.open()
             wait_for(page, "document.getElementById('follow') !== null")
             started.set()
             wait_for(page, f"document.querySelector('#log > *') !== null && {LAST_ROW} !== 'live 000001\\n'")
@@ -145,9 +130,7 @@ def test_a_live_job_at_ten_thousand_lines_a_second_is_followed_at_the_bottom(pag
             assert page.evaluate(LAST_ROW) == f"live {seconds * rate:06d}\n"
             wait_for(page, f"{MAIN}.scrollHeight - {MAIN}.scrollTop - {MAIN}.clientHeight < 4")
             figures = _figures(page, "live_10k_lines_per_s", lines=seconds * rate, lines_behind=max(behind, default=0))
-            page.navigate("about:blank")
+        finally:
+            started.set()
         assert job.status == "ok"
         assert max(figures["long_tasks_ms"], default=0) < LIMIT_MS, figures["long_tasks_ms"]
-    finally:
-        started.set()
-        assert app.shutdown()

@@ -12,19 +12,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
-from tests.servers import wait_until, wsgiref_server
+from tests.apps import progress_bar
+from tests.browser import Page, job_page, served, wait_for
+from tests.servers import wait_until
 from wsgi_logstream import jobs, logstream, section
-from wsgi_logstream.command import Command
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.page(size=(900, 420))]
 
 log = logging.getLogger("tests.viewer.sections")
 
@@ -40,23 +39,6 @@ ENDED = "document.getElementById('banner') !== null && !document.getElementById(
 #: Every row the page drew: [kind, seq, text] (a section's header row has kind "sec ...").
 ROWS = "Array.from(document.querySelectorAll('#log > [data-entry]'), (r) => [r.className, r.dataset.seq || '', r.textContent])"
 LINES = "Array.from(document.querySelectorAll('#log > .r'), (r) => r.textContent)"
-
-
-@pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Emulation.setDeviceMetricsOverride", width=900, height=420, deviceScaleFactor=1, mobile=False)
-        yield tab
-
-
-@contextlib.contextmanager
-def serve(page: Page, app: Callable[..., Iterable[bytes]]) -> Iterator[str]:
-    """Serve ``app``; the page leaves it before the server stops, so no stream is left open."""
-    with wsgiref_server(app) as url:
-        try:
-            yield url
-        finally:
-            page.navigate("about:blank")
 
 
 def _sections(gate: threading.Event) -> Callable[[], None]:
@@ -85,12 +67,11 @@ def _headers(rows: list[list[str]]) -> dict[str, list[str]]:
 
 def test_a_job_page_shuts_a_clean_section_and_keeps_a_failed_one_open_and_marked(page: Page) -> None:
     gate = threading.Event()
-    app = jobs(_sections(gate), formatter="%(message)s", heartbeat=0.5)
-    job = app.start()
-    try:
-        wait_until(lambda: job.record.records >= 6, 10, "the lines before the gate")
-        with serve(page, app) as url:
-            page.navigate(f"{url}/{job.id}")
+    with job_page(page, _sections(gate), heartbeat=0.5) as served_job:
+        job = served_job.job
+        try:
+            wait_until(lambda: job.record.records >= 6, 10, "the lines before the gate")
+            served_job.open()
             # While it runs: the clean section is shut (its lines take no rows), the running one is open.
             wait_for(page, "document.querySelectorAll('#log > .sec').length === 3")
             running = _headers(page.evaluate(ROWS))
@@ -126,9 +107,9 @@ def test_a_job_page_shuts_a_clean_section_and_keeps_a_failed_one_open_and_marked
             assert lines[1:4] == ["installed requests\n", "installed urllib3\n", "installed idna\n"]
             _click(page, "#log > .sec:not(.shut):not(.error) .sec-name")
             wait_for(page, "document.querySelectorAll('#log > .r').length === 4")
-    finally:
-        gate.set()
-    assert job.wait(10)
+        finally:
+            gate.set()
+        assert job.wait(10)
 
 
 def _click(page: Page, selector: str) -> None:
@@ -145,7 +126,7 @@ def test_a_plain_page_folds_the_sections_it_harvests_from_the_servers_html(page:
     gate = threading.Event()
     app = logstream(_sections(gate), formatter="%(message)s", heartbeat=0.5)
     gate.set()
-    with serve(page, app) as url:
+    with served(page, app) as url:
         page.navigate(url)
         wait_for(page, ENDED)
         wait_for(page, "document.querySelector('#log > .sec.error') !== null")
@@ -175,11 +156,9 @@ def test_a_shut_section_of_twenty_thousand_lines_takes_no_rows_and_a_filter_stil
             raise RuntimeError("loud failed")
         log.info("finish")
 
-    app = jobs(target, formatter="%(message)s", heartbeat=0.5, max_history=100000)
-    job = app.start()
-    assert job.wait(30)
-    with serve(page, app) as url:
-        page.navigate(f"{url}/{job.id}")
+    with job_page(page, target, heartbeat=0.5, max_history=100000) as served_job:
+        assert served_job.job.wait(30)
+        served_job.open()
         wait_for(page, ENDED, timeout=30)
         # The scroller is as tall as the rows shown: start, two headers, Loud's 20000 lines, finish.
         rows = (
@@ -210,23 +189,6 @@ def test_a_shut_section_of_twenty_thousand_lines_takes_no_rows_and_a_filter_stil
         wait_for(page, "document.querySelector('#log > .r:last-child').textContent === 'finish\\n'")
 
 
-_BAR = r"""
-import os, sys, time
-gate = sys.argv[1]
-print("downloading model.bin", flush=True)
-sys.stderr.write("\r  0%|          | 0/100")
-sys.stderr.flush()
-while not os.path.exists(gate):  # the test lets it go once the page shows the first state
-    time.sleep(0.01)
-for n in range(1, 101):
-    sys.stderr.write("\r%3d%%|%-10s| %d/100" % (n, "#" * (n // 10), n))
-    sys.stderr.flush()
-    time.sleep(0.01)
-sys.stderr.write("\n")
-print("saved model.bin", flush=True)
-"""
-
-
 def _bar_rows(page: Page) -> list[str]:
     return [text for text in page.evaluate(LINES)]
 
@@ -236,12 +198,12 @@ def test_a_command_drawing_a_progress_bar_is_one_line_that_ends_at_100_percent(
     page: Page, tmp_path: Path, kind: str
 ) -> None:
     gate = tmp_path / "gate"
-    command = Command([sys.executable, "-c", _BAR, str(gate)])
+    command = progress_bar.command(gate, "downloading model.bin", "saved model.bin", 0.01)
     options: dict[str, Any] = {"formatter": "%(message)s", "heartbeat": 0.2}
     app: Any = jobs(command, **options) if kind == "job" else logstream(command, **options)
     job = app.start() if kind == "job" else None
     try:
-        with serve(page, app) as url:
+        with served(page, app) as url:
             page.navigate(f"{url}/{job.id}" if job is not None else url)
             # The first state is on the page while the command still waits for the gate.
             wait_for(

@@ -14,15 +14,13 @@ import json
 import logging
 import urllib.request
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Iterator
 
 import pytest
 
-from tests.browser import Chromium, Page, wait_for
+from tests.browser import Page, job_page, served, wait_for
 from tests.inproc import TestApp
-from tests.servers import wsgiref_server
 from tests.wire import ndjson_objects, parse_sse
-from wsgi_logstream import jobs, logstream, progress
+from wsgi_logstream import logstream, progress
 from wsgi_logstream.channel import Entry
 from wsgi_logstream.formats import _iso, _json, record_json, record_object
 
@@ -92,11 +90,8 @@ def test_the_fast_json_of_a_record_is_its_exact_json_time_included() -> None:
 # -- the page --------------------------------------------------------------------
 
 
-@pytest.fixture
-def page(browser: Chromium) -> Iterator[Page]:
-    with browser.new_page() as tab:
-        tab.send("Emulation.setTimezoneOverride", timezoneId="Asia/Kolkata")
-        yield tab
+#: The tab's clock is in a zone with a half-hour offset.
+in_kolkata = pytest.mark.page(timezone="Asia/Kolkata")
 
 
 def _clock(epoch: float, zone: timezone) -> str:
@@ -106,44 +101,41 @@ def _clock(epoch: float, zone: timezone) -> str:
 
 
 @pytest.mark.servers
+@in_kolkata
 def test_the_page_shows_each_lines_time_in_the_readers_zone_or_in_utc_when_asked(page: Page) -> None:
     def target() -> None:
         for i in range(1, 4):
             log.info("line %d", i)
 
-    app = jobs(target, formatter="%(message)s")
-    try:
-        job = app.start()
+    with job_page(page, target) as job_served:
+        url, job = job_served.url, job_served.job
         assert job.wait(10)
-        with wsgiref_server(app) as url:
-            with urllib.request.urlopen(f"{url}/{job.id}?format=ndjson", timeout=10) as reply:
-                records = ndjson_objects(reply.read())
-            times = {r["seq"]: r["time"] for r in records if r["event"] == "log"}
-            rows = "Object.fromEntries(Array.from(document.querySelectorAll('#log > [data-seq]'), (r) => [r.dataset.seq, r.dataset.time]))"
-            page.navigate(f"{url}/{job.id}")
-            wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
-            assert page.evaluate(rows) == {str(seq): _clock(t, KOLKATA) for seq, t in times.items()}
-            started = datetime.fromtimestamp(records[0]["time"], KOLKATA)  # the start event: the page's own
-            assert page.evaluate("document.querySelector('header time').textContent") == (
-                f"{started:%Y-%m-%d %H:%M:%S} +05:30"
-            )
-            assert page.evaluate("document.getElementById('tz').textContent") == "local time"
-            page.evaluate("document.getElementById('tz').click()")
-            wait_for(page, "document.getElementById('tz').textContent === 'UTC'")
-            wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
-            assert page.evaluate(rows) == {str(seq): _clock(t, UTC) for seq, t in times.items()}
-            assert page.evaluate("document.querySelector('header time').textContent").endswith(" UTC")
-            # The choice is kept: the page opened again shows UTC.
-            page.navigate(f"{url}/{job.id}")
-            wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
-            assert page.evaluate(rows) == {str(seq): _clock(t, UTC) for seq, t in times.items()}
-            page.evaluate("localStorage.clear()")
-            page.navigate("about:blank")
-    finally:
-        assert app.shutdown()
+        with urllib.request.urlopen(f"{url}/{job.id}?format=ndjson", timeout=10) as reply:
+            records = ndjson_objects(reply.read())
+        times = {r["seq"]: r["time"] for r in records if r["event"] == "log"}
+        rows = "Object.fromEntries(Array.from(document.querySelectorAll('#log > [data-seq]'), (r) => [r.dataset.seq, r.dataset.time]))"
+        job_served.open()
+        wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
+        assert page.evaluate(rows) == {str(seq): _clock(t, KOLKATA) for seq, t in times.items()}
+        started = datetime.fromtimestamp(records[0]["time"], KOLKATA)  # the start event: the page's own
+        assert page.evaluate("document.querySelector('header time').textContent") == (
+            f"{started:%Y-%m-%d %H:%M:%S} +05:30"
+        )
+        assert page.evaluate("document.getElementById('tz').textContent") == "local time"
+        page.evaluate("document.getElementById('tz').click()")
+        wait_for(page, "document.getElementById('tz').textContent === 'UTC'")
+        wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
+        assert page.evaluate(rows) == {str(seq): _clock(t, UTC) for seq, t in times.items()}
+        assert page.evaluate("document.querySelector('header time').textContent").endswith(" UTC")
+        # The choice is kept: the page opened again shows UTC.
+        page.navigate(f"{url}/{job.id}")
+        wait_for(page, "document.querySelectorAll('#log > [data-time]').length === 3")
+        assert page.evaluate(rows) == {str(seq): _clock(t, UTC) for seq, t in times.items()}
+        page.evaluate("localStorage.clear()")
 
 
 @pytest.mark.servers
+@in_kolkata
 def test_a_plain_stream_page_shows_its_lines_times_from_the_html_and_none_for_a_time_that_is_not_one(
     page: Page,
 ) -> None:
@@ -164,11 +156,10 @@ def test_a_plain_stream_page_shows_its_lines_times_from_the_html_and_none_for_a_
                 stamped.removeFilter(stamp)
 
     app = logstream(target, formatter="%(message)s")
-    with wsgiref_server(app) as url:
+    with served(page, app) as url:
         page.navigate(f"{url}/?format=html")
         wait_for(page, "document.getElementById('end') !== null && document.querySelectorAll('#log > .r').length === 2")
         rows = page.evaluate(
             "Array.from(document.querySelectorAll('#log > .r'), (r) => [r.textContent, r.dataset.time ?? null])"
         )
         assert rows == [["at 1796075671.5\n", "03:24:31.500"], ["at nan\n", None]]  # Asia/Kolkata: UTC+05:30
-        page.navigate("about:blank")

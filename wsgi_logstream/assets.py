@@ -24,6 +24,14 @@ bytes read once from the package, ``404`` for names it does not know, ``405``
 for other methods. The page refers to the files with :func:`asset_url`, a URL
 relative to the page's own, so it also resolves behind a proxy that maps a
 path prefix the application never sees.
+
+A framework view mounted at one URL (``stream_view`` of
+:mod:`wsgi_logstream.django` or :mod:`wsgi_logstream.flask`, not their
+``urls()`` or ``blueprint()``) has no ``_assets/`` below it: the host's URL
+conf routes that one URL and nothing under it. Such a view sets
+:data:`ASSETS_AT` in the environ to ``?logstream_asset=``, so the page asks
+its own URL for its files (``?logstream_asset=viewer.<hash>.js``), and answers
+those requests itself (:func:`requested_asset`); the host adds nothing.
 """
 
 from __future__ import annotations
@@ -35,15 +43,32 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Iterable
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["ASSETS", "ASSET_PREFIX", "Asset", "asset_prefix", "asset_url", "load", "serve_asset"]
+__all__ = [
+    "ASSETS",
+    "ASSETS_AT",
+    "ASSET_PREFIX",
+    "ASSET_QUERY",
+    "Asset",
+    "asset_prefix",
+    "asset_url",
+    "load",
+    "requested_asset",
+    "serve_asset",
+]
 
 #: Where the assets live below the mount point of the app that serves the page.
 ASSET_PREFIX = "/_assets/"
+
+#: The environ key that, when set, is where the page finds its assets instead (a URL prefix the asset's name is
+#: appended to): a view mounted at one URL sets it to ``"?" + ASSET_QUERY + "="``.
+ASSETS_AT = "wsgi_logstream.assets_at"
+#: The query field of an asset asked for at a view mounted at one URL.
+ASSET_QUERY = "logstream_asset"
 
 #: The files served, by plain name, with their media types.
 ASSETS = {
@@ -176,8 +201,12 @@ def asset_prefix(environ: WSGIEnvironment) -> str:
     resolves it against the URL it actually asked for. A page at the mount
     point itself (empty ``PATH_INFO``) has the mount's last segment as the last
     segment of its URL, so the prefix starts with that segment; each further
-    directory level in ``PATH_INFO`` costs a ``../``.
+    directory level in ``PATH_INFO`` costs a ``../``. :data:`ASSETS_AT` in the
+    environ, where a view mounted at one URL sets it, is the answer instead.
     """
+    at = environ.get(ASSETS_AT)
+    if isinstance(at, str):
+        return at
     script = str(environ.get("SCRIPT_NAME", ""))
     path = str(environ.get("PATH_INFO", ""))
     depth = path.count("/")
@@ -192,3 +221,15 @@ def asset_prefix(environ: WSGIEnvironment) -> str:
 def asset_url(environ: WSGIEnvironment, name: str) -> str:
     """The URL, relative to the requested page, of the current version of asset ``name``."""
     return asset_prefix(environ) + load(name).hashed_name
+
+
+def requested_asset(environ: WSGIEnvironment) -> str | None:
+    """The asset name a request to a view mounted at one URL asks for (``?logstream_asset=<name>``), or None.
+
+    Only where :data:`ASSETS_AT` is the query form: elsewhere that query field means nothing, and the app
+    gets the request as it came.
+    """
+    if environ.get(ASSETS_AT) != f"?{ASSET_QUERY}=":
+        return None
+    values = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True).get(ASSET_QUERY)
+    return values[-1] if values else None

@@ -49,9 +49,7 @@ from typing import Any, Callable, Mapping
 from celery import Celery, Task
 
 from .options import Options
-from .record import JobRecord
-from .runner import StoreSource, new_job, per_process_store, run_job
-from .store import JobStore
+from .runner import StoreSource, _job_status_function, _QueueRunner, per_process_store
 
 __all__ = ["CeleryRunner", "logstream_task"]
 
@@ -77,10 +75,7 @@ def logstream_task(
         if not callable(func):
             raise TypeError(f"logstream_task decorates a function, got {func!r}")
 
-        def run_as_job(job_id: str, *args: Any, **kwargs: Any) -> str | None:
-            summary = run_job(get_store(), job_id, func, *args, options=options, **kwargs)
-            return None if summary is None else summary.status
-
+        run_as_job = _job_status_function(get_store, func, options)
         # Not functools.wraps: Celery checks calls against the wrapper's own
         # signature, which takes the job id first.
         run_as_job.__module__ = func.__module__
@@ -96,11 +91,12 @@ def logstream_task(
     return decorate
 
 
-class CeleryRunner:
+class CeleryRunner(_QueueRunner):
     """Hands each job :func:`~wsgi_logstream.jobs` creates to ``task`` (one made by :func:`logstream_task`).
 
     ``apply_options`` go to every ``apply_async`` call (``queue``,
-    ``priority``, ...). The job's id is the Celery task id.
+    ``priority``, ...). The job's id is the Celery task id. ``start(store, *args, title=, owner=, timeout=,
+    **kwargs)`` creates a job by code and sends the task for it with ``args``/``kwargs``; it returns the job's id.
     """
 
     def __init__(self, task: Task, **apply_options: Any) -> None:
@@ -111,23 +107,5 @@ class CeleryRunner:
         self.task = task
         self.apply_options = apply_options
 
-    def submit(self, store: JobStore, record: JobRecord, payload: dict[str, Any]) -> None:
-        self.task.apply_async(args=(record.id, payload), task_id=record.id, **self.apply_options)
-
-    def start(
-        self,
-        store: JobStore,
-        *args: Any,
-        title: str = "Job",
-        owner: str | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> str:
-        """Create a job in ``store`` and send the task for it with ``args``/``kwargs``; returns the job's id.
-
-        For jobs started by code (a cron, a management command) rather than
-        by a ``POST``: viewers find them in the jobs app like any other.
-        """
-        job_id = new_job(store, title=title, owner=owner, timeout=timeout)
+    def _send(self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.task.apply_async(args=(job_id, *args), kwargs=kwargs, task_id=job_id, **self.apply_options)
-        return job_id

@@ -30,7 +30,10 @@ The command runs in a process group of its own. When the job is cancelled
 (:func:`wsgi_logstream.cancelled`), the whole group gets ``SIGTERM``, then
 ``SIGKILL`` after ``grace`` seconds, so what the command started dies with it.
 When the command exits, processes it left running in its group are stopped
-the same way: the job is over, nothing is left behind.
+the same way: the job is over, nothing is left behind. A process that left
+the group (``setsid``) but still writes the command's output is stopped with
+it (found through /proc, see :func:`pipe_writers`); one that also closed its
+output is out of reach (cgroups would be needed).
 """
 
 from __future__ import annotations
@@ -121,6 +124,57 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+def pipe_writers(inodes: set[int]) -> list[int]:
+    """Processes, other than this one, holding a pipe of ``inodes`` open for writing (Linux's /proc).
+
+    A child that calls ``setsid()`` (a daemon, ``setsid cmd &``) leaves the
+    process group the command's signals reach, but while it writes to the
+    command's stdout or stderr it holds the write end of our pipe, and /proc
+    shows it. Only write ends count (``fdinfo``'s access mode): a process
+    this host forked while the command ran holds our read end, and is not
+    the command's. One that closed its output and left the group is out of
+    reach without cgroups. Empty where /proc is not.
+    """
+    links = {f"pipe:[{inode}]" for inode in inodes}
+    found = []
+    me = os.getpid()
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        if pid == me or pid == 1:  # init (a service manager given our pipe by `systemd-run --pipe`) never
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in links and _writes(pid, fd):
+                    found.append(pid)
+                    break
+        except OSError:  # gone meanwhile, or not ours to look at (and so not ours to stop)
+            continue
+    return found
+
+
+def _writes(pid: int, fd: str) -> bool:
+    with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+        for line in info:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+    return False
+
+
+def _signal_command(pgid: int, inodes: set[int], sig: int) -> bool:
+    """Signal the command's process group and what escaped it still writing its output; False if none was left."""
+    signalled = _signal_group(pgid, sig)
+    for pid in pipe_writers(inodes):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            continue
+        signalled = True
+    return signalled
+
+
 class Command:
     """A job target that runs ``argv`` (see the module docstring)."""
 
@@ -191,17 +245,20 @@ class Command:
     def __call__(self) -> None:
         process = self._spawn()
         pgid = process.pid
+        assert process.stdout is not None and process.stderr is not None
+        # The pipes' identities: whoever still writes to them is the command's, in its group or not.
+        inodes = {os.fstat(pipe.fileno()).st_ino for pipe in (process.stdout, process.stderr)}
         with self._lock:
             self._groups[pgid] = process
         groups = _Groups()
         try:
-            returncode, stopped = self._pump(process, groups)
+            returncode, stopped = self._pump(process, groups, inodes)
         finally:
             groups.close(failed=process.poll() != 0)
             if process.poll() is None:
                 _signal_group(pgid, signal.SIGKILL)
                 process.wait()
-            _signal_group(pgid, signal.SIGKILL)  # anything still in its group
+            _signal_command(pgid, inodes, signal.SIGKILL)  # anything still in its group, or writing its output
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
                     pipe.close()
@@ -215,7 +272,7 @@ class Command:
         if returncode != 0:
             raise CommandFailed(describe_status(returncode))
 
-    def _pump(self, process: subprocess.Popen[bytes], groups: _Groups) -> tuple[int, str]:
+    def _pump(self, process: subprocess.Popen[bytes], groups: _Groups, inodes: set[int]) -> tuple[int, str]:
         """Log the command's lines until it ends; stop it on cancel. Returns (status, what we did)."""
         assert process.stdout is not None and process.stderr is not None
         log = logging.getLogger(self.name)
@@ -236,15 +293,15 @@ class Command:
                 now = time.monotonic()
                 if exited_at is None and process.poll() is not None:
                     exited_at = now
-                    if terminated_at is None and _signal_group(pgid, signal.SIGTERM):
+                    if terminated_at is None and _signal_command(pgid, inodes, signal.SIGTERM):
                         terminated_at = now
                         stopped = "the command exited; stopped the processes it left running"
                 if terminated_at is None and cancelled():
-                    _signal_group(pgid, signal.SIGTERM)
+                    _signal_command(pgid, inodes, signal.SIGTERM)
                     terminated_at = now
                     stopped = f"cancelled: sent SIGTERM to the command's process group (grace {self.grace:g}s)"
                 if terminated_at is not None and not killed and now - terminated_at >= self.grace:
-                    _signal_group(pgid, signal.SIGKILL)
+                    _signal_command(pgid, inodes, signal.SIGKILL)
                     killed = True
                     stopped += "; still running after the grace period: sent SIGKILL"
                 if not selector.get_map():

@@ -84,7 +84,7 @@ from django.middleware.csrf import get_token  # type: ignore[import-untyped]
 from django.urls import URLPattern, re_path, reverse  # type: ignore[import-untyped]
 
 from .errors import HttpError, Refused
-from .mount import Reply, call_app, mounted_environ
+from .mount import Reply, call_mounted, mounted_environ
 from .pipeline import authorize, refuse_cross_site
 
 if TYPE_CHECKING:
@@ -199,7 +199,10 @@ def stream_view(app: WSGIApplication) -> View:
 
     Mounted alone (``path("ops/reindex/", stream_view(app))``) the app is
     served at that one URL; :func:`urls` also mounts everything below it,
-    which jobs need.
+    which jobs need. Nothing below the one URL is routed, so its page asks the
+    URL itself for its script and style (``?logstream_asset=<name>``) and this
+    view answers those requests (``mount.call_mounted``),
+    behind the same decorators: the host adds nothing.
     """
     if not callable(app):
         raise TypeError(f"app must be a WSGI application, got {app!r}")
@@ -209,7 +212,7 @@ def stream_view(app: WSGIApplication) -> View:
             request.META, path=request.path, rest=rest, body=_body(request), scheme=request.scheme
         )
         environ[REQUEST] = request
-        return _response(call_app(app, environ))
+        return _response(call_mounted(app, environ))
 
     view.wsgi_app = app  # type: ignore[attr-defined]
     return view

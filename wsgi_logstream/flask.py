@@ -51,7 +51,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, has_request_context, request
 
 from .errors import Refused
-from .mount import Reply, call_app, mounted_environ
+from .mount import Reply, call_mounted, mounted_environ
 from .request import MAX_BODY
 
 if TYPE_CHECKING:
@@ -146,7 +146,12 @@ def _response(reply: Reply) -> Response:
 
 
 def stream_view(app: WSGIApplication) -> View:
-    """A Flask view function serving ``app``; it takes the rest of the path as ``rest`` (None: the whole URL)."""
+    """A Flask view function serving ``app``; it takes the rest of the path as ``rest`` (None: the whole URL).
+
+    Routed at one URL alone (``rest`` None), nothing below it is routed, so its page asks the URL itself for its
+    script and style (``?logstream_asset=<name>``) and this view answers those requests
+    (``mount.call_mounted``); the host adds nothing.
+    """
     if not callable(app):
         raise TypeError(f"app must be a WSGI application, got {app!r}")
 
@@ -159,7 +164,7 @@ def stream_view(app: WSGIApplication) -> View:
             scheme=request.scheme,
         )
         environ[MOUNTED] = True
-        return _response(call_app(app, environ))
+        return _response(call_mounted(app, environ))
 
     return view
 

@@ -287,7 +287,7 @@ class TextFormat(Format):
         return _utf8(f"-- {visible(_one_line(title))}: started {_when(started)} --\n")
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
-        parts = [f"-- {_plural(missed, 'line')} dropped: this reader fell behind --\n"] if missed else []
+        parts = [f"-- {_plural(missed, 'line')} dropped: not kept for this reader --\n"] if missed else []
         for entry in entries:
             # Each entry on its own: a record ending in CR must not merge with
             # the LF after it and so hide where one record ends.
@@ -410,7 +410,7 @@ class HtmlFormat(Format):
 
     def batch(self, missed: int, entries: Sequence[Entry]) -> bytes:
         parts = (
-            [f'<span class="drop">-- {_plural(missed, "line")} dropped: this page fell behind --\n</span>']
+            [f'<span class="drop">-- {_plural(missed, "line")} dropped: not kept for this page --\n</span>']
             if missed
             else []
         )

@@ -34,11 +34,22 @@ from .assets import asset_url
 from .channel import Summary
 from .download import DOWNLOAD_PATHS, serve_download
 from .errors import HttpError, Refused, unavailable
+from .handle import JobHandle
 from .hosting import threads_disabled_reason
 from .joblist import cancel_form, job_json, jobs_page
 from .journal import JournalOptions
 from .operation import Operation, target_caller
-from .options import JOBS_OPTIONS, STORE_OPTIONS, FormFields, JobsSettings, Options, Owner, StreamOptions, default_owner
+from .options import (
+    DEFAULT_QUEUE_TIMEOUT,
+    JOBS_OPTIONS,
+    STORE_OPTIONS,
+    FormFields,
+    JobsSettings,
+    Options,
+    Owner,
+    StreamOptions,
+    default_owner,
+)
 from .pipeline import authorize, open_stream, refuse_cross_site, respond, see_other
 from .probe import probe_app
 from .record import JobRecord, due_ending
@@ -72,47 +83,7 @@ class JobsOptions(StreamOptions, JournalOptions, total=False):
     owner: Owner | None
     form_fields: FormFields | None
     runner: Runner | None
-
-
-class JobHandle:
-    """A job this process started (:meth:`JobsApp.start`): its id, its record, and waiting for it."""
-
-    def __init__(self, app: JobsApp, job_id: str, operation: Operation | None) -> None:
-        self.id = job_id
-        self._app = app
-        self._operation = operation
-
-    @property
-    def url_path(self) -> str:
-        """The job's path below the jobs app's mount point."""
-        return f"/{self.id}"
-
-    @property
-    def record(self) -> JobRecord | None:
-        """The job as stored now (None once forgotten)."""
-        return self._app.lookup(self.id)
-
-    @property
-    def status(self) -> str:
-        record = self.record
-        return "forgotten" if record is None else record.status
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the target has returned (a queued job: until it ended); True if it did within ``timeout``."""
-        if self._operation is not None:
-            return self._operation.done.wait(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:  # run elsewhere: only the store knows
-            record = self.record
-            if record is None or record.finished:
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05 if deadline is None else max(min(0.05, deadline - time.monotonic()), 0))
-
-    def cancel(self) -> bool:
-        """Ask the job to stop; True if it was still running."""
-        return self._app.store.request_cancel(self.id)
+    queue_timeout: float | None
 
 
 class JobsApp:
@@ -193,12 +164,14 @@ class JobsApp:
         """Create the job ``queued`` and hand it to ``runner``; a job it refused ends as ``error``."""
         now = time.time()
         timeout = self.options.timeout
+        queue_timeout = self.settings.queue_timeout
         record = JobRecord(
             id=secrets.token_urlsafe(12),
             title=self.options.title,
             created=now,
             owner=owner,
             deadline=now + timeout if timeout else None,
+            lease_until=now + queue_timeout if queue_timeout else None,
         )
         payload = payload_from_environ(environ, record)
         self.store.create(record)
@@ -419,6 +392,10 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
       queue (:class:`~wsgi_logstream.celery.CeleryRunner`,
       :class:`~wsgi_logstream.rq.RQRunner`). ``target`` is then not called
       here, and ``max_concurrent`` is refused (the queue's workers limit it).
+    - ``queue_timeout`` (3600; with ``runner`` only): seconds a queued job may
+      wait for a worker to begin it. Past them it ends as ``lost`` (the broker
+      lost it, or no worker runs) and never starts; None waits until its
+      ``timeout``, if it has one.
     """
     unknown = set(options) - set(JobsOptions.__annotations__) - set(Options.__dataclass_fields__)
     if unknown:
@@ -430,6 +407,7 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
         allow_start=given.get("allow_start", True),
         owner=given.get("owner", default_owner),
         form_fields=given.get("form_fields"),
+        queue_timeout=given.get("queue_timeout", DEFAULT_QUEUE_TIMEOUT),
     )
     store_options = {key: given[key] for key in STORE_OPTIONS if key in given}
     store = given.get("store")
@@ -443,6 +421,8 @@ def jobs(target: Callable[..., Any], **options: Unpack[JobsOptions]) -> JobsApp:
     runner = given.get("runner")
     if runner is not None and parsed.max_concurrent is not None:
         raise TypeError("max_concurrent limits jobs run in this process; with runner=, the queue's workers limit them")
+    if runner is None and "queue_timeout" in given:
+        raise TypeError("queue_timeout bounds how long a runner's job waits in its queue; it needs runner=")
     if runner is not None and not isinstance(runner, Runner):
         raise TypeError(
             f"runner must have a submit(store, record, payload) method (see wsgi_logstream.runner), got {runner!r}"

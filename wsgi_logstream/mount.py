@@ -13,6 +13,11 @@ a response; what they share is here, standard library only:
   apart, for the framework's response object to carry. Nothing is read from
   the iterable here: the framework's server pulls it chunk by chunk and must
   call its ``close()``.
+- :func:`call_mounted`: :func:`call_app` for a view, which also answers the
+  page's own assets when the view is mounted at one URL. The host's URL conf
+  routes nothing below that URL, so :func:`mounted_environ` has the page ask
+  the URL itself (``?logstream_asset=viewer.<hash>.js``,
+  :data:`wsgi_logstream.assets.ASSETS_AT`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from .assets import ASSET_QUERY, ASSETS_AT, requested_asset, serve_asset
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["Reply", "call_app", "mounted_environ", "wsgi_string"]
+__all__ = ["Reply", "call_app", "call_mounted", "mounted_environ", "wsgi_string"]
 
 
 def wsgi_string(text: str) -> str:
@@ -41,17 +48,19 @@ def mounted_environ(
 
     ``path`` is the request's whole decoded path (the script prefix included),
     ``rest`` the part the URL pattern left for the app (None: the pattern is
-    the app's whole URL, and the app sees ``PATH_INFO`` empty). ``body`` is
+    the app's whole URL, and the app sees ``PATH_INFO`` empty, and its page
+    finds its assets at that URL: :func:`call_mounted`). ``body`` is
     what the framework read (None: it read nothing, and ``wsgi.input`` and
     ``CONTENT_LENGTH`` are left for the app, which refuses a body too large).
     """
+    environ = dict(base)
     if rest is None:
         mount, path_info = path, ""
+        environ[ASSETS_AT] = f"?{ASSET_QUERY}="
     else:
         if rest and not path.endswith(rest):
             raise ValueError(f"the matched rest {rest!r} does not end the path {path!r}")
         mount, path_info = path[: len(path) - len(rest)], "/" + rest
-    environ = dict(base)
     environ["SCRIPT_NAME"] = wsgi_string(mount.rstrip("/"))
     environ["PATH_INFO"] = wsgi_string(path_info)
     if body is not None:
@@ -123,6 +132,15 @@ def call_app(app: WSGIApplication, environ: dict[str, Any]) -> Reply:
     status, headers = started[0]
     code, _, reason = status.partition(" ")
     return Reply(int(code), reason, headers, body)
+
+
+def call_mounted(app: WSGIApplication, environ: dict[str, Any]) -> Reply:
+    """:func:`call_app`, or, for a view mounted at one URL asked for one of its page's assets
+    (:func:`~wsgi_logstream.assets.requested_asset`), that asset: the app is not called."""
+    name = requested_asset(environ)
+    if name is None:
+        return call_app(app, environ)
+    return call_app(lambda env, start_response: serve_asset(env, start_response, name), environ)
 
 
 class _Chained:

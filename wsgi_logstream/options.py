@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "DEFAULT_QUEUE_TIMEOUT",
     "DEFAULT_REDACTIONS",
     "JOBS_OPTIONS",
     "STORE_OPTIONS",
@@ -37,6 +38,7 @@ __all__ = [
     "StreamOptions",
     "check_store_options",
     "default_owner",
+    "positive",
 ]
 
 DEFAULT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -44,7 +46,7 @@ DEFAULT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _ON_DISCONNECT = ("continue", "cancel")
 
 
-def _positive(name: str, value: Any, *, integer: bool, allow_none: bool = False) -> Any:
+def positive(name: str, value: Any, *, integer: bool, allow_none: bool = False) -> Any:
     if value is None and allow_none:
         return None
     kind = int if integer else (int, float)
@@ -188,11 +190,11 @@ class Options:
             values["loggers"] = _loggers(kwargs["loggers"])
         values["formatter"] = _formatter(kwargs.get("formatter"))
         if "heartbeat" in kwargs:
-            values["heartbeat"] = float(_positive("heartbeat", kwargs["heartbeat"], integer=False))
+            values["heartbeat"] = float(positive("heartbeat", kwargs["heartbeat"], integer=False))
         if "max_buffer" in kwargs:
-            values["max_buffer"] = _positive("max_buffer", kwargs["max_buffer"], integer=True)
+            values["max_buffer"] = positive("max_buffer", kwargs["max_buffer"], integer=True)
         if "max_concurrent" in kwargs:
-            values["max_concurrent"] = _positive(
+            values["max_concurrent"] = positive(
                 "max_concurrent", kwargs["max_concurrent"], integer=True, allow_none=True
             )
         if "on_disconnect" in kwargs:
@@ -204,7 +206,7 @@ class Options:
                 raise TypeError(f"title must be a string, got {kwargs['title']!r}")
             values["title"] = kwargs["title"]
         if "timeout" in kwargs:
-            values["timeout"] = _positive("timeout", kwargs["timeout"], integer=False, allow_none=True)
+            values["timeout"] = positive("timeout", kwargs["timeout"], integer=False, allow_none=True)
         for flag in ("traceback", "ansi"):
             if flag in kwargs:
                 values[flag] = _flag(flag, kwargs[flag])
@@ -219,6 +221,11 @@ class Options:
         return cls(**values)
 
 
+#: Seconds a job handed to a task queue may stay ``queued`` before it is ``lost``: a broker that lost the
+#: message, or no worker running, must not leave its viewers waiting for ever.
+DEFAULT_QUEUE_TIMEOUT = 3600.0
+
+
 @dataclass(frozen=True)
 class JobsSettings:
     """The validated options only :func:`~wsgi_logstream.jobs` takes (the store's come apart)."""
@@ -226,13 +233,18 @@ class JobsSettings:
     allow_start: bool = True
     owner: Owner | None = None
     form_fields: FormFields | None = None
+    #: Seconds a queued job may wait for a worker to begin it (None: until its ``timeout``, if any).
+    queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT
 
     @classmethod
-    def from_kwargs(cls, *, allow_start: Any, owner: Any, form_fields: Any) -> JobsSettings:
+    def from_kwargs(
+        cls, *, allow_start: Any, owner: Any, form_fields: Any, queue_timeout: Any = DEFAULT_QUEUE_TIMEOUT
+    ) -> JobsSettings:
         return cls(
             allow_start=_flag("allow_start", allow_start),
             owner=_callable_or_none("owner", owner),
             form_fields=_callable_or_none("form_fields", form_fields),
+            queue_timeout=positive("queue_timeout", queue_timeout, integer=False, allow_none=True),
         )
 
 
@@ -244,7 +256,7 @@ STORE_OPTIONS = (
     "journal_max_bytes",
     "journal_total_bytes",
 )
-JOBS_OPTIONS = ("allow_start", "store", "owner", "form_fields")
+JOBS_OPTIONS = ("allow_start", "store", "owner", "form_fields", "queue_timeout")
 
 
 def check_store_options(*, max_history: Any, keep_finished: Any, max_finished: Any) -> tuple[int, float, int]:

@@ -53,7 +53,8 @@ class JobRecord:
     #: When a queued or running job times out (``created`` + the ``timeout`` option).
     deadline: float | None = None
     #: Until when the job's runner has promised to be alive; None: it runs in
-    #: the process that serves it, and cannot be lost without the store.
+    #: the process that serves it, and cannot be lost without the store. A
+    #: queued job's lease is the time by which a worker must begin it.
     lease_until: float | None = None
     cancel_requested: bool = False
     progress: Progress | None = None
@@ -119,7 +120,9 @@ def due_ending(record: JobRecord, now: float) -> Summary | None:
     """The ending a queued or running job has reached by ``now`` without its runner saying so.
 
     Past its deadline it has timed out; past its lease, the process running
-    it is gone (killed, out of memory, host down) and it is lost. None if
+    it is gone (killed, out of memory, host down) and it is lost, as is a
+    queued job that no worker began in time (the broker lost it, or no
+    worker runs). None if
     neither, or if it already finished.
     """
     if record.finished:
@@ -129,6 +132,9 @@ def due_ending(record: JobRecord, now: float) -> Summary | None:
         allowed = record.deadline - record.created
         return Summary("timeout", started, now, record.records, error=f"timed out after {_seconds(allowed)}")
     if record.lease_until is not None and now > record.lease_until:
+        if record.status == "queued":  # the lease a queued job is given: a worker must begin it by then
+            waited = _seconds(record.lease_until - record.created)
+            return Summary("lost", started, now, record.records, error=f"no worker began this job within {waited}")
         return Summary(
             "lost", started, now, record.records, error="the process running this job stopped (its lease expired)"
         )

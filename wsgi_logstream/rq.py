@@ -46,9 +46,7 @@ from typing import Any, Callable, Mapping
 from rq import Queue
 
 from .options import Options
-from .record import JobRecord
-from .runner import StoreSource, new_job, per_process_store, run_job
-from .store import JobStore
+from .runner import StoreSource, _job_status_function, _QueueRunner, per_process_store
 
 __all__ = ["RQRunner", "logstream_job"]
 
@@ -68,23 +66,19 @@ def logstream_job(
         if not callable(func):
             raise TypeError(f"logstream_job decorates a function, got {func!r}")
 
-        @functools.wraps(func)
-        def run_as_job(job_id: str, *args: Any, **kwargs: Any) -> str | None:
-            summary = run_job(get_store(), job_id, func, *args, options=options, **kwargs)
-            return None if summary is None else summary.status
-
-        return run_as_job
+        return functools.wraps(func)(_job_status_function(get_store, func, options))
 
     return decorate
 
 
-class RQRunner:
+class RQRunner(_QueueRunner):
     """Enqueues each job :func:`~wsgi_logstream.jobs` creates on ``queue``, as ``func(job_id, payload)``.
 
     ``func`` is a function made by :func:`logstream_job` (or its import path
     as a string, for a web tier that does not import the worker's code).
     ``enqueue_options`` go to every ``enqueue_call`` (``timeout``,
-    ``result_ttl``, ...). The job's id is the RQ job's id.
+    ``result_ttl``, ...). The job's id is the RQ job's id. ``start(store, *args, title=, owner=, timeout=,
+    **kwargs)`` creates a job by code and enqueues ``func(job_id, *args, **kwargs)``; it returns the job's id.
     """
 
     def __init__(self, queue: Queue, func: Callable[..., Any] | str, **enqueue_options: Any) -> None:
@@ -98,19 +92,5 @@ class RQRunner:
         self.func: Any = func  # rq's own type for it is a TypeVar over the two kinds
         self.enqueue_options = enqueue_options
 
-    def submit(self, store: JobStore, record: JobRecord, payload: dict[str, Any]) -> None:
-        self.queue.enqueue_call(self.func, args=(record.id, payload), job_id=record.id, **self.enqueue_options)
-
-    def start(
-        self,
-        store: JobStore,
-        *args: Any,
-        title: str = "Job",
-        owner: str | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> str:
-        """Create a job in ``store`` and enqueue ``func(job_id, *args, **kwargs)``; returns the job's id."""
-        job_id = new_job(store, title=title, owner=owner, timeout=timeout)
+    def _send(self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.queue.enqueue_call(self.func, args=(job_id, *args), kwargs=kwargs, job_id=job_id, **self.enqueue_options)
-        return job_id

@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl
 
 from .channel import Summary
 from .operation import Operation
-from .options import Options
+from .options import DEFAULT_QUEUE_TIMEOUT, Options, positive
 from .record import JobRecord, due_ending
 from .store import JobStore
 
@@ -89,14 +89,70 @@ class Runner(Protocol):
     def submit(self, store: JobStore, record: JobRecord, payload: dict[str, Any]) -> None: ...
 
 
-def new_job(store: JobStore, *, title: str = "Job", owner: str | None = None, timeout: float | None = None) -> str:
+class _QueueRunner:
+    """What every task queue's runner shares (:class:`~wsgi_logstream.celery.CeleryRunner`,
+    :class:`~wsgi_logstream.rq.RQRunner`): a job goes to the queue as ``(job_id, *args)``, ``kwargs``, under the
+    job's id as the queue's own id for it. A subclass says how, in :meth:`_send`; the rest is here, so that
+    ``submit`` and ``start`` mean the same for every queue.
+    """
+
+    def _send(self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Put ``(job_id, *args)``, ``kwargs`` on the queue under the id ``job_id``; return at once."""
+        raise NotImplementedError
+
+    def submit(self, store: JobStore, record: JobRecord, payload: dict[str, Any]) -> None:
+        self._send(record.id, (payload,), {})
+
+    def start(
+        self,
+        store: JobStore,
+        *args: Any,
+        title: str = "Job",
+        owner: str | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Create a job in ``store`` and queue it with ``args``/``kwargs`` (the task or function gets
+        ``(job_id, *args, **kwargs)``); returns the job's id.
+
+        For jobs started by code (a cron, a management command) rather than
+        by a ``POST``: viewers find them in the jobs app like any other.
+        """
+        job_id = new_job(store, title=title, owner=owner, timeout=timeout)
+        self._send(job_id, args, kwargs)
+        return job_id
+
+
+def _job_status_function(
+    get_store: Callable[[], JobStore], func: Callable[..., Any], options: Options | Mapping[str, Any] | None
+) -> Callable[..., str | None]:
+    """``run_as_job(job_id, *args, **kwargs)``: runs ``func`` as that job of ``get_store()`` (:func:`run_job`) and
+    returns the job's final status, or None if it did not run it: what a task queue's task does."""
+
+    def run_as_job(job_id: str, *args: Any, **kwargs: Any) -> str | None:
+        summary = run_job(get_store(), job_id, func, *args, options=options, **kwargs)
+        return None if summary is None else summary.status
+
+    return run_as_job
+
+
+def new_job(
+    store: JobStore,
+    *,
+    title: str = "Job",
+    owner: str | None = None,
+    timeout: float | None = None,
+    queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
+) -> str:
     """Create a ``queued`` job in ``store`` and return its id: a job started by code rather than by a ``POST``.
 
-    ``timeout`` counts from now, queued time included, as for a job started
-    through :func:`~wsgi_logstream.jobs`.
+    ``timeout`` counts from now, queued time included, and ``queue_timeout``
+    bounds the wait for a worker to begin it (then it is ``lost``), as for a
+    job started through :func:`~wsgi_logstream.jobs`.
     """
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    queue_timeout = positive("queue_timeout", queue_timeout, integer=False, allow_none=True)
     now = time.time()
     record = JobRecord(
         id=secrets.token_urlsafe(12),
@@ -104,6 +160,7 @@ def new_job(store: JobStore, *, title: str = "Job", owner: str | None = None, ti
         created=now,
         owner=owner,
         deadline=None if timeout is None else now + timeout,
+        lease_until=None if queue_timeout is None else now + queue_timeout,
     )
     store.create(record)
     return record.id

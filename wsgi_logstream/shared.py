@@ -44,7 +44,11 @@ class EntryLog(Protocol):
     """The primitives :class:`StoreReader` and :class:`StoreLog` need."""
 
     def begin(self, job_id: str, started: float) -> bool:
-        """Mark a queued job running, atomically; False if it is not queued or its cancel was asked."""
+        """Mark a queued job running, atomically; False if it is not queued or its cancel was asked.
+
+        The time by which the job had to be begun (its ``lease_until`` while
+        queued) is over: the runner's own lease replaces it, or none.
+        """
 
     def append(self, job_id: str, entries: Sequence[Entry], progress: Progress | None) -> None:
         """Add entries (numbered by the runner, increasing) and the job's last progress, if any."""

@@ -318,7 +318,8 @@ class MemoryStore:
         with self._lock:
             if job.record.status != "queued" or job.cancel_event.is_set():
                 return False
-            job.record = replace(job.record, status="running", started=started)
+            # In this process: no lease (a queued job's time to be begun is over once it is).
+            job.record = replace(job.record, status="running", started=started, lease_until=None)
             return True
 
     def _prune(self) -> None:

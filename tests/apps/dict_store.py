@@ -56,7 +56,7 @@ class Backend:
             record = self.records.get(job_id)
             if record is None or record["status"] != "queued" or record["cancel_requested"]:
                 return False
-            record.update(status="running", started=started)
+            record.update(status="running", started=started, lease_until=None)  # no lease: one process
             return True
 
     def finish(self, job_id: str, summary: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ started after it.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -80,12 +81,16 @@ from django.urls import include, path  # noqa: E402
 
 from examples.django_project.ops import owner_and_staff  # noqa: E402
 from examples.django_project.urls import urlpatterns as example_patterns  # noqa: E402
-from wsgi_logstream.django import jobs_options, urls  # noqa: E402
+from wsgi_logstream.django import jobs_options, stream_view, urls  # noqa: E402
 
 may_reindex = permission_required("catalog.run_reindex", raise_exception=True)
 stream = logstream(gated, heartbeat=0.5, formatter="%(message)s", on_disconnect="cancel")
 busy = logstream(gated, heartbeat=0.5, formatter="%(message)s", max_concurrent=1)
 gated_jobs = jobs(gated, heartbeat=0.5, formatter="%(message)s", **jobs_options(authorize=owner_and_staff))
+
+
+def once() -> None:
+    logging.getLogger("tests.once").warning("logged once")
 
 
 def release_view(request: HttpRequest, key: str) -> HttpResponse:
@@ -104,6 +109,8 @@ urlpatterns = [
     path("t/stream/", include(urls(stream, decorators=[login_required, may_reindex]))),
     path("t/busy/", include(urls(busy))),
     path("t/jobs/", include(urls(gated_jobs, decorators=[login_required], name="gated-jobs"))),
+    # A view mounted at one URL: nothing below it is routed, its page's assets included.
+    path("t/once/", stream_view(logstream(once, formatter="%(message)s"))),
 ]
 
 if __name__ == "__main__":

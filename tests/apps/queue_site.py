@@ -1,6 +1,7 @@
 """The web side of the queue tests: jobs at ``/celery/`` and ``/rq/`` handed to the workers.
 
-``/celery-limited/`` and ``/rq-limited/`` queue the tasks the queues' time limits interrupt.
+``/celery-limited/`` and ``/rq-limited/`` queue the tasks the queues' time limits interrupt;
+``/celery-bounded/`` and ``/rq-bounded/`` queue jobs a worker must begin within a second (``queue_timeout``).
 
 gunicorn imports it as ``tests.apps.queue_site:application``; each worker
 process makes its own store client (``queue_tasks.make_store``). ``/pid``
@@ -40,6 +41,11 @@ rq_queue = Queue(RQ_QUEUE, connection=Redis.from_url(BROKER))
 rq_jobs = jobs(rq_operation, store=store, runner=RQRunner(rq_queue, rq_operation), title="RQ job", **OPTIONS)
 celery_limited_jobs = jobs(celery_limited, store=store, runner=CeleryRunner(celery_limited), **OPTIONS)
 rq_limited_jobs = jobs(rq_limited, store=store, runner=RQRunner(rq_queue, rq_limited, timeout=1), **OPTIONS)
+# Jobs a worker must begin within a second of their POST, or never (queue_timeout).
+celery_bounded_jobs = jobs(
+    celery_operation, store=store, runner=CeleryRunner(celery_operation), queue_timeout=1.0, **OPTIONS
+)
+rq_bounded_jobs = jobs(rq_operation, store=store, runner=RQRunner(rq_queue, rq_operation), queue_timeout=1.0, **OPTIONS)
 
 
 # Follows the job at ?job=/<kind>/<id> with EventSource and notes what it sees. It never reconnects by
@@ -71,5 +77,12 @@ def _site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[b
 
 application = LogStreamMiddleware(
     _site,
-    {"/celery": celery_jobs, "/rq": rq_jobs, "/celery-limited": celery_limited_jobs, "/rq-limited": rq_limited_jobs},
+    {
+        "/celery": celery_jobs,
+        "/rq": rq_jobs,
+        "/celery-limited": celery_limited_jobs,
+        "/rq-limited": rq_limited_jobs,
+        "/celery-bounded": celery_bounded_jobs,
+        "/rq-bounded": rq_bounded_jobs,
+    },
 )

@@ -104,13 +104,18 @@ class _WorkerStopper:
     it, and the command it ran is left behind. Here the handlers only write a
     byte to a pipe (async-signal-safe) and mark the worker as no longer alive; a
     thread cancels the jobs, and the worker leaves its loop in the ordinary way.
+
+    The stopper is made in the master and the thread in the worker, after the
+    fork (:meth:`install`): Python 3.13 marks every thread handle of the parent
+    as finished in a forked child, started or not, so a ``Thread`` made before
+    the fork cannot be started in the worker ("thread already started").
     """
 
     def __init__(self, sites: list[Site], grace: float) -> None:
         self.sites = sites
         self.grace = grace
         self._read, self._write = os.pipe()
-        self._thread = threading.Thread(target=self._wait, name="wsgi-logstream-stopper", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def install(self, worker: Any) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
@@ -120,6 +125,7 @@ class _WorkerStopper:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master relays Ctrl-C as SIGQUIT
         signal.signal(signal.SIGQUIT, handler)
         signal.signal(signal.SIGTERM, handler)
+        self._thread = threading.Thread(target=self._wait, name="wsgi-logstream-stopper", daemon=True)
         self._thread.start()
 
     def _wait(self) -> None:
@@ -129,11 +135,12 @@ class _WorkerStopper:
 
     def finish(self) -> None:
         """At worker exit: make sure the jobs were stopped, and wait for it."""
-        if self._thread.is_alive():
+        if self._thread is None:  # the worker stopped before post_worker_init: no thread to ask
+            if self.sites:
+                shutdown(self.sites[0], self.grace)
+        elif self._thread.is_alive():
             os.write(self._write, b"x")
             self._thread.join(self.grace + 10)
-        elif self._thread.ident is None and self.sites:
-            shutdown(self.sites[0], self.grace)
 
 
 def _check_port_free(host: str, port: int) -> None:

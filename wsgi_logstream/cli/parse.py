@@ -7,6 +7,7 @@ parsed arguments to the subcommand that :mod:`.sites` (or :mod:`.check`) defines
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Callable
 
 from .. import __version__
@@ -93,6 +94,28 @@ def _count(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _directory(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    if not os.access(text, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"not writable: {text!r}")
+    return text
+
+
+def _add_history_options(parser: argparse.ArgumentParser) -> None:
+    """What a run keeps: ``--history`` lines in memory for viewers, and its whole log with ``--journal-dir``."""
+    parser.add_argument(
+        "--history", type=_count(1, 10_000_000), default=10_000, help="lines kept in memory (default: 10000)"
+    )
+    parser.add_argument(
+        "--journal-dir",
+        type=_directory,
+        metavar="DIR",
+        help="keep each run's whole log in a file under DIR (deleted at exit): replay from any line and download "
+        "of the whole log, beyond --history (at most 64 MiB a run)",
+    )
+
+
 def _serving_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("serving options")
@@ -174,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between SIGTERM and SIGKILL when stopping it (default: 5)",
     )
     run.add_argument("--name", help="logger name for its lines (default: the command's file name)")
-    run.add_argument("--history", type=_count(1, 10_000_000), default=10_000, help="lines kept (default: 10000)")
+    _add_history_options(run)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]", help="the command to run")
 
     tail = sub.add_parser(
@@ -211,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --restart: how many runs at once (default: 1; a restart past it is answered 409)",
     )
-    serve.add_argument("--history", type=_count(1, 10_000_000), default=10_000, help="lines kept (default: 10000)")
+    _add_history_options(serve)
 
     sub.add_parser(
         "demo",

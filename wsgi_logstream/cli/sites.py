@@ -51,7 +51,7 @@ def check(args: argparse.Namespace) -> int:
 
 def _restartable(args: argparse.Namespace, target: Callable[..., object], options: dict[str, Any], what: str) -> Site:
     """The site of ``run`` and ``serve``: one job at launch, more on ``POST /`` with ``--restart``."""
-    app = make_jobs(target, options, allow_start=args.restart, max_history=args.history)
+    app = make_jobs(target, options, allow_start=args.restart, max_history=args.history, journal_dir=args.journal_dir)
 
     def start() -> list[str]:
         job = jobview.start(app)

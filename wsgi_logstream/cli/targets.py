@@ -32,7 +32,14 @@ def short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def make_jobs(target: Callable[..., Any], options: dict[str, Any], *, allow_start: bool, max_history: int) -> JobsApp:
+def make_jobs(
+    target: Callable[..., Any],
+    options: dict[str, Any],
+    *,
+    allow_start: bool,
+    max_history: int,
+    journal_dir: str | None = None,
+) -> JobsApp:
     """The one place ``run``, ``tail`` and ``serve`` build their jobs app.
 
     Finished jobs stay viewable for as long as the command serves (the run
@@ -40,7 +47,14 @@ def make_jobs(target: Callable[..., Any], options: dict[str, Any], *, allow_star
     """
     from ..jobs import jobs
 
-    return jobs(target, max_history=max_history, allow_start=allow_start, keep_finished=float("inf"), **options)
+    return jobs(
+        target,
+        max_history=max_history,
+        allow_start=allow_start,
+        keep_finished=float("inf"),
+        journal_dir=journal_dir,
+        **options,
+    )
 
 
 def stream_options(args: argparse.Namespace, **defaults: Any) -> dict[str, Any]:

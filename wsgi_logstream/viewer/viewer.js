@@ -14,6 +14,11 @@
   const MAX_ROWS = 400;         // rows in the page at most, whatever the viewport's size
   const MAX_PX = 3e7;           // beyond this a browser cannot lay out one element: positions are scaled
   const SLICE_MS = 12;          // work done between two yields to the browser, in a long read or scan
+  // A /regex/ in the filter box is bounded as the server's ?grep= is (wsgi_logstream/filters.py): a regular
+  // expression has no timeout, and one that backtracks on a long line would freeze the tab.
+  const MAX_SEARCHED = 1000;    // characters of each line a /regex/ searches: the start of a longer line
+  const MAX_PATTERN = 200;      // the longest /regex/ accepted, in characters
+  const MAX_REPEATS = 2;        // unbounded repetitions (*, +, {n,}) a /regex/ may hold
 
   // A job's page (data-resumable on this script) reads the job as NDJSON; a plain stream's page
   // reads the HTML the server streams, since asking its URL again would run the operation again.
@@ -455,14 +460,79 @@
       if (least && (kinds[i] === "sec" || (kinds[i].startsWith("r ") && (RANKS[kinds[i][2]] || 0) < least))) return false;
       if (pattern) {
         const text = texts[i];
-        return pattern.test(text.endsWith("\n") ? text.slice(0, -1) : text);
+        const line = text.endsWith("\n") ? text.slice(0, -1) : text;
+        return pattern.test(line.length <= MAX_SEARCHED ? line : line.slice(0, MAX_SEARCHED));
       }
       return needle === "" || texts[i].toLowerCase().includes(needle);
     }
     function filtering() { return needle !== "" || pattern !== null || least > 0; }
 
-    // The box or the level changed. A box written /.../flags is a regular expression; an invalid one
-    // is said in the tools bar and filters nothing (the level still applies).
+    // Why the server's ?grep= would refuse this /regex/ source (filters.compile_grep), or "": too long, more
+    // than MAX_REPEATS unbounded repetitions (a*a*a*b is O(n^4) per line), or a repetition of a group that
+    // itself repeats or alternates ((a+)+, (a|aa)*: exponential). Read from the source's text, as a regex
+    // parser would: escapes and [classes] are single atoms, (?: (?= (?! (?<= (?<! (?<name> open groups.
+    // An alternation of single characters, (a|b), is a character class to the server's parser, as here; one
+    // the server factors into that, (ab|ac), is refused here: the page errs on the side of refusing.
+    function refused(source) {
+      if (source.length > MAX_PATTERN) return `longer than ${MAX_PATTERN} characters`;
+      // Per open group: repeats (a repetition of at most >1 inside), single (every branch so far one
+      // character), alternates, and width (the atoms of the branch being read).
+      const open = () => ({repeats: false, single: true, alternates: false, width: 0});
+      const groups = [open()];
+      let atom = null, unbounded = 0;  // atom: the last thing a quantifier may apply to (true: a repeating group)
+      const branchEnds = (g) => { if (g.width !== 1) g.single = false; g.width = 0; };
+      for (let i = 0; i < source.length; i += 1) {
+        const c = source[i];
+        const group = groups[groups.length - 1];
+        const quantifier = /^(?:[*+?]|\{(\d+)(,(\d*))?\})/.exec(source.slice(i));
+        if (c === "\\") {
+          i += 1;
+          atom = false;
+          group.width += 1;
+        } else if (c === "[") {
+          for (i += 1; i < source.length && source[i] !== "]"; i += 1) if (source[i] === "\\") i += 1;
+          atom = false;
+          group.width += 1;
+        } else if (c === "(") {
+          groups.push(open());
+          const prefix = /^\?(?:[:=!]|<[=!]|<[^>]*>)/.exec(source.slice(i + 1));
+          if (prefix) i += prefix[0].length;
+          atom = null;
+        } else if (c === ")") {
+          if (groups.length === 1) { atom = false; continue; }
+          const closed = groups.pop();
+          branchEnds(closed);
+          const repeats = closed.repeats || (closed.alternates && !closed.single);
+          const outer = groups[groups.length - 1];
+          outer.repeats = outer.repeats || repeats;
+          outer.width += 2;  // a group is not one character
+          atom = repeats;
+        } else if (c === "|") {
+          group.alternates = true;
+          branchEnds(group);
+          atom = null;
+        } else if (quantifier && atom !== null) {
+          const [text, least, comma, most] = quantifier;
+          const endless = text === "*" || text === "+" || (comma !== undefined && most === "");
+          const many = endless || (text[0] === "{" && Number(comma !== undefined ? most : least) > 1);
+          if (many && atom) return "a repeat of a group that repeats or alternates, like (a+)+";
+          if (many) group.repeats = true;
+          if (endless && ++unbounded > MAX_REPEATS) return `more than ${MAX_REPEATS} unbounded repeats (*, +, {n,})`;
+          group.width += 2;  // a repeated character is not one character
+          i += text.length - 1;
+          if (source[i + 1] === "?") i += 1;  // lazy: the same repetition
+          atom = null;
+        } else {
+          atom = false;
+          group.width += 1;
+        }
+      }
+      return "";
+    }
+
+    // The box or the level changed. A box written /.../flags is a regular expression; an invalid one, or
+    // one the server's ?grep= would refuse as too costly, is said in the tools bar and filters nothing (the
+    // level still applies).
     function refilter() {
       const value = filter.value.trim();
       const regex = /^\/(.+)\/([a-z]*)$/.exec(value);
@@ -473,6 +543,12 @@
       if (regex) {
         try {
           pattern = new RegExp(regex[1], regex[2].replace(/[gy]/g, ""));  // no lastIndex to carry between lines
+          const why = refused(regex[1]);
+          if (why) {
+            pattern = null;
+            filter.setAttribute("aria-invalid", "true");
+            count.textContent = `regex refused: ${why}`;
+          }
         } catch (error) {
           filter.setAttribute("aria-invalid", "true");
           count.textContent = `bad regex: ${error.message}`.slice(0, 80);
@@ -924,7 +1000,7 @@
         add("pg", entry.seq, text, entry.time);
         showProgress(entry.total ? entry.done : null, entry.total, text);
       } else if (entry.event === "dropped") {
-        add("drop", 0, `-- ${entry.count} lines dropped: this page fell behind --\n`);
+        add("drop", 0, `-- ${entry.count} line${entry.count === 1 ? "" : "s"} dropped: not kept for this page --\n`);
       } else if (entry.event === "end") {
         if (entry.traceback) add("r e tb", 0, visible(entry.traceback));
         const error = entry.error ? ": " + visible(entry.error) : "";
