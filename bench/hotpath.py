@@ -55,7 +55,7 @@ sys.path.insert(0, str(BENCH))
 import workload  # noqa: E402 - a sibling module
 
 from wsgi_logstream import capture  # noqa: E402
-from wsgi_logstream.channel import Channel, Entry  # noqa: E402
+from wsgi_logstream.channel import Channel, Entry, Reader  # noqa: E402
 from wsgi_logstream.formats import HtmlFormat, NdjsonFormat, SseFormat, TextFormat  # noqa: E402
 from wsgi_logstream.response import StreamResponse  # noqa: E402
 
@@ -79,6 +79,12 @@ def _sink(readers: int) -> tuple[capture.Sink, Channel]:
         channel.reader()
     sink = capture.Sink(channel, level=logging.INFO, loggers=None, formatter=logging.Formatter(workload.FORMAT))
     return sink, channel
+
+
+def _first_reader(channel: Channel) -> Reader:
+    """The reader ``_sink`` attached (a lone reader is kept outside the channel's dict of readers)."""
+    lone = getattr(channel, "_lone", None)
+    return lone if lone is not None else next(iter(channel._readers))
 
 
 def _record() -> logging.LogRecord:
@@ -132,7 +138,7 @@ def _end_to_end(step: str) -> Callable[[], object]:
         return handoff_logging
     if step == "e2e_stream":
         sink, channel = _sink(1)
-        response = StreamResponse(next(iter(channel._readers)), TextFormat(), title="t", started=NOW, heartbeat=3600)
+        response = StreamResponse(_first_reader(channel), TextFormat(), title="t", started=NOW, heartbeat=3600)
         next(response)  # the head
         response._second_after = None  # past the first write's pause (FIRST_GAP)
         response._pending.clear()
@@ -166,7 +172,7 @@ def setup(step: str) -> Callable[[], object]:
         # too (the drain, the take: all of a line's work in the process but its encoding); "_drained"
         # empties the inbox as a reader's drain would, without the reader's work: the operation's share.
         sink, channel = _sink(1)
-        reader = next(iter(channel._readers))
+        reader = _first_reader(channel)
         streamed = logging.getLogger("bench.streamed")
         capture._current.set(sink)
         inbox = channel._inbox

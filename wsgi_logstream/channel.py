@@ -52,8 +52,11 @@ class Channel(Inbox):
         self.retain = retain
         self.started = time.time()
         self.summary: Summary | None = None
-        # A dict used as an ordered set: a job's thousands of viewers come and go in O(1) each.
-        self._readers: dict[Reader, None] = {}
+        # A dict used as an ordered set: a job's thousands of viewers come and go in O(1) each. Made
+        # for a second reader: a lone one (every plain stream's) is kept beside it, as the dict is 224
+        # bytes that each idle stream would hold.
+        self._readers: dict[Reader, None] | None = None
+        self._lone: Reader | None = None
         #: How many readers are attached now (a plain attribute: each viewer reads it per chunk).
         self.readers = 0
         self._abandoned = False
@@ -61,10 +64,11 @@ class Channel(Inbox):
         self.last_progress: Entry | None = None
         #: The last chunk each shared format encoded: ``cache_key -> (first seq, last seq, bytes)``.
         #: Readers woken by the same entry usually take the same range, so all but the first
-        #: send the same bytes object (``Reader.take_encoded``).
-        self.chunks: dict[object, tuple[int, int, bytes]] = {}
+        #: send the same bytes object (``Reader.take_encoded``). Both dicts are made when a second
+        #: reader attaches (``attach``): a lone reader shares nothing, and an idle stream holds them.
+        self.chunks: dict[object, tuple[int, int, bytes]] = _UNSHARED_CHUNKS
         #: The shared encoder per format key (``response.entry_encoder``): one per channel, not one per viewer.
-        self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
+        self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = _UNSHARED_ENCODERS
 
     # -- producer side ---------------------------------------------------------
 
@@ -122,7 +126,7 @@ class Channel(Inbox):
                     entries[-1] = entry
                 else:  # a plain stream released it once read: hold the new state again
                     entries.append(entry)
-                for reader in self._readers:
+                for reader in self._attached():
                     if reader.cursor > entry.seq:
                         reader.cursor = entry.seq
             if final:
@@ -205,14 +209,33 @@ class Channel(Inbox):
     def attach(self, reader: Reader) -> Reader:
         """Add ``reader`` (made for this channel) to those woken by appends."""
         with self._lock:
+            if self._readers is None and self._lone is None:
+                self._lone = reader
+                self.readers = 1
+                return reader
+            if self._readers is None:
+                self._readers = {} if self._lone is None else {self._lone: None}
+                self._lone = None
+            if self.chunks is _UNSHARED_CHUNKS:
+                # Before ``readers`` says 2: a response that sees it so finds the dicts to share in.
+                self.chunks, self.encoders = {}, {}
             self._readers[reader] = None
             self.readers = len(self._readers)
         return reader
 
     def _detach(self, reader: Reader) -> None:
         with self._lock:
-            self._readers.pop(reader, None)
-            self.readers = len(self._readers)
+            if self._lone is reader:
+                self._lone = None
+                self.readers = 0
+            elif self._readers is not None:
+                self._readers.pop(reader, None)
+                self.readers = len(self._readers)
+
+    def _attached(self) -> Iterable[Reader]:
+        if self._readers is not None:
+            return self._readers
+        return () if self._lone is None else (self._lone,)
 
     def _take(self, reader: Reader) -> tuple[int, list[Entry]]:
         with self._lock:
@@ -253,11 +276,12 @@ class Channel(Inbox):
         """Drop the entries every reader has taken (a plain stream keeps no history). Under the lock."""
         if not self._entries:
             return
-        readers = self._readers
-        if len(readers) == 1:
-            low = next(iter(readers)).cursor
+        if self._lone is not None:
+            low = self._lone.cursor
+        elif self._readers:
+            low = min(r.cursor for r in self._readers)
         else:
-            low = min(r.cursor for r in readers) if readers else self._next
+            low = self._next
         if low >= self._next:
             self._entries.clear()
         else:
@@ -302,6 +326,8 @@ class Channel(Inbox):
         if self.journal is not None:
             self._flush_journal()
         body = encode(batch)
+        if self.chunks is _UNSHARED_CHUNKS:  # called with one reader: the shared empty dict stays empty
+            self.chunks = {}
         # Readers racing here each store a correct chunk; the last one stays.
         self.chunks[key] = (batch[0].seq, batch[-1].seq, body)
         return missed, body
@@ -309,6 +335,10 @@ class Channel(Inbox):
 
 _SMALL = 256
 _NEVER = float("inf")
+# What a channel has until a second reader attaches: empty, and never written (only readers of a
+# channel with two or more share chunks and encoders, and attach() makes them theirs first).
+_UNSHARED_CHUNKS: dict[object, tuple[int, int, bytes]] = {}
+_UNSHARED_ENCODERS: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
 
 
 def _bounded(entries: Iterable[Entry]) -> list[Entry]:
