@@ -14,6 +14,12 @@ The steps, in the operation's thread (per record):
 * ``stream_info``: the same call inside a bound stream sink whose channel has
   one reader (a plain stream), formatted by the same ``logging.Formatter``;
 * ``stream_info_1000``: the same with 1,000 readers attached (a job's viewers);
+* ``stream_info_read``: ``stream_info`` with its reader taking every 64 records,
+  counted too (the drain and the take: a line's work in the process but its
+  encoding); ``stream_info_drained``: the same with the inbox emptied as that
+  reader's drain does, without the reader's work (the operation's share of a
+  live stream). ``stream_info`` itself has a reader that never takes, so the
+  operation's thread drains (numbers, makes entries) every 1,000 records;
 * ``stream_info_no_channel``: ``stream_info`` with the channel's
   ``append_log`` a no-op: the capture path alone;
 * ``make_record``, ``format``, ``wants``, ``entry``, ``append``, ``emit``:
@@ -32,6 +38,7 @@ import argparse
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -48,7 +55,7 @@ sys.path.insert(0, str(BENCH))
 import workload  # noqa: E402 - a sibling module
 
 from wsgi_logstream import capture  # noqa: E402
-from wsgi_logstream.channel import Channel, Entry  # noqa: E402
+from wsgi_logstream.channel import Channel, Entry, Reader  # noqa: E402
 from wsgi_logstream.formats import HtmlFormat, NdjsonFormat, SseFormat, TextFormat  # noqa: E402
 from wsgi_logstream.response import StreamResponse  # noqa: E402
 
@@ -74,10 +81,76 @@ def _sink(readers: int) -> tuple[capture.Sink, Channel]:
     return sink, channel
 
 
+def _first_reader(channel: Channel) -> Reader:
+    """The reader ``_sink`` attached (a lone reader is kept outside the channel's dict of readers)."""
+    lone = getattr(channel, "_lone", None)
+    return lone if lone is not None else next(iter(channel._readers))
+
+
 def _record() -> logging.LogRecord:
     return logging.getLogger("bench.streamed").makeRecord(
         "bench.streamed", logging.INFO, __file__, 1, workload.MESSAGE, (1, NOW), None
     )
+
+
+class QueueHandler(logging.Handler):
+    """The latency workload's second ceiling: ``logging`` through a formatting handler into the hand-off."""
+
+    def __init__(self, lines: queue.SimpleQueue[bytes]) -> None:
+        super().__init__()
+        self.lines = lines
+        self.setFormatter(logging.Formatter(workload.FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.put((self.format(record) + "\n").encode())
+
+
+def _end_to_end(step: str) -> Callable[[], object]:
+    """One line from the operation's call to the bytes its response yields, in one thread (no wait, no wake).
+
+    ``e2e_handoff``: the bare hand-off ceiling (``app_handoff.py``: an f-string, a ``SimpleQueue``);
+    ``e2e_handoff_logging``: the same hand-off fed by ``logger.info`` through a formatting handler
+    (``app_handoff_logging.py``); ``e2e_stream``: ``logger.info`` inside a stream, then the text
+    response's ``__next__`` (the take and the format's encoding).
+    """
+    lines: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    if step == "e2e_handoff":
+        prefix = logging.Formatter(workload.FORMAT).format(
+            logging.LogRecord(workload.LOGGER, logging.INFO, "", 0, "", None, None)
+        )
+        clock = time.time
+
+        def handoff() -> object:
+            lines.put(f"{prefix}seq={1:07d} t={clock():.6f} {workload.PAD}#\n".encode())
+            return lines.get()
+
+        return handoff
+    if step == "e2e_handoff_logging":
+        log = logging.getLogger("bench.handoff")
+        log.handlers[:] = [QueueHandler(lines)]
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+        def handoff_logging() -> object:
+            log.info(workload.MESSAGE, 1, time.time())
+            return lines.get()
+
+        return handoff_logging
+    if step == "e2e_stream":
+        sink, channel = _sink(1)
+        response = StreamResponse(_first_reader(channel), TextFormat(), title="t", started=NOW, heartbeat=3600)
+        next(response)  # the head
+        response._second_after = None  # past the first write's pause (FIRST_GAP)
+        response._pending.clear()
+        streamed = logging.getLogger("bench.streamed")
+        capture._current.set(sink)
+
+        def stream() -> object:
+            streamed.info(workload.MESSAGE, 1, time.time())
+            return next(response)
+
+        return stream
+    raise SystemExit(f"unknown step {step!r}")
 
 
 def setup(step: str) -> Callable[[], object]:
@@ -94,6 +167,25 @@ def setup(step: str) -> Callable[[], object]:
         streamed = logging.getLogger("bench.streamed")
         capture._current.set(sink)
         return lambda: streamed.info(workload.MESSAGE, 1, NOW)
+    if step in ("stream_info_read", "stream_info_drained"):
+        # A live stream: its reader drains the inbox every 64 records. "_read" counts the reader's work
+        # too (the drain, the take: all of a line's work in the process but its encoding); "_drained"
+        # empties the inbox as a reader's drain would, without the reader's work: the operation's share.
+        sink, channel = _sink(1)
+        reader = _first_reader(channel)
+        streamed = logging.getLogger("bench.streamed")
+        capture._current.set(sink)
+        inbox = channel._inbox
+        calls = [0]
+
+        def info_read() -> object:
+            streamed.info(workload.MESSAGE, 1, NOW)
+            calls[0] += 1
+            if calls[0] % 64 == 0:
+                reader.take() if step == "stream_info_read" else inbox.clear()
+            return None
+
+        return info_read
     if step == "stream_info_no_channel":
         sink, channel = _sink(1)
         channel.append_log = lambda *args: None  # type: ignore[method-assign]
@@ -124,6 +216,8 @@ def setup(step: str) -> Callable[[], object]:
         sink, _ = _sink(1)
         record = _record()
         return lambda: sink.emit(record)
+    if step.startswith("e2e_"):
+        return _end_to_end(step)
     match = re.fullmatch(r"take_(text|html|sse|ndjson)", step)
     if match:
         fmt = {"text": TextFormat(), "html": HtmlFormat(), "sse": SseFormat(), "ndjson": NdjsonFormat()}[match[1]]
@@ -150,6 +244,8 @@ STEPS = [
     "handler_info",
     "stream_info",
     "stream_info_1000",
+    "stream_info_read",
+    "stream_info_drained",
     "stream_info_no_channel",
     "make_record",
     "format",
@@ -157,6 +253,9 @@ STEPS = [
     "entry",
     "append",
     "emit",
+    "e2e_handoff",
+    "e2e_handoff_logging",
+    "e2e_stream",
     "take_text",
     "take_html",
     "take_sse",

@@ -110,6 +110,11 @@ CONTENDERS = {
         Contender("bare-generator", "bare WSGI generator (gthread)", "app_bare:application"),
         Contender("bare-generator-gevent", "bare WSGI generator (gevent)", "app_bare:application", worker="gevent"),
         Contender("handoff", "bare hand-off: a thread and a SimpleQueue (gthread)", "app_handoff:application"),
+        Contender(
+            "handoff-logging",
+            "logging hand-off: a formatting handler into the SimpleQueue (gthread)",
+            "app_handoff_logging:application",
+        ),
         Contender("producer", "producer ceiling (logging into a deque)"),
         Contender(
             "fanout-logstream",
@@ -141,7 +146,15 @@ WORKLOADS = {
         "handoff",
         "producer",
     ],
-    "latency": ["logstream-text", "logstream-sse", "django-recipe", "flask-recipe", "bare-generator", "handoff"],
+    "latency": [
+        "logstream-text",
+        "logstream-sse",
+        "django-recipe",
+        "flask-recipe",
+        "bare-generator",
+        "handoff",
+        "handoff-logging",
+    ],
     "idle": [
         "logstream-text",
         "logstream-gevent",
@@ -658,6 +671,7 @@ def targets(summary: dict[str, dict[str, Any]], results: dict[str, Any]) -> list
     if ours:
         recipes = [lat[n] for n in ("django-recipe", "flask-recipe") if lat.get(n)]
         handoff = lat.get("handoff")
+        logged = lat.get("handoff-logging")
         for q in ("p50", "p99"):
             value = ours.get(f"latency_{q}")
             best = min((r[f"latency_{q}"] for r in recipes if r.get(f"latency_{q}") is not None), default=None)
@@ -671,6 +685,10 @@ def targets(summary: dict[str, dict[str, Any]], results: dict[str, Any]) -> list
                 )
             r = _ratio(value, handoff.get(f"latency_{q}")) if handoff else None
             out.append((f"latency {q} ≤ 1.2× the bare hand-off's", f"{_f(r, '.2f')}×", None if r is None else r <= 1.2))
+            # The second ceiling (app_handoff_logging.py): the same hand-off, fed by logging. Not a target of
+            # the issue: what the library adds beyond logging's own path, which the bare ceiling does not pay.
+            r = _ratio(value, logged.get(f"latency_{q}")) if logged else None
+            out.append((f"latency {q} against the logging hand-off (second ceiling)", f"{_f(r, '.2f')}×", None))
     idle = summary.get("idle", {})
     if idle.get("logstream-text") and idle.get("django-recipe"):
         a, b = idle["logstream-text"].get("kib_per_stream"), idle["django-recipe"].get("kib_per_stream")
@@ -750,12 +768,14 @@ def report(s: Settings, results: dict[str, Any], summary: dict[str, dict[str, An
     if lat:
         bare = lat.get("bare-generator", {})
         handoff = lat.get("handoff", {})
+        logged = lat.get("handoff-logging", {})
         lines += [
             f"### Latency: one record every {s.interval * 1000:g} ms, {s.latency_records} records "
             f"(the first {s.latency_start:g} s after the request), from the `logging` call to the client's read",
             "",
-            "| contender | p50 ms | p99 ms | max ms | p50 × bare | p99 × bare | p50 × hand-off | p99 × hand-off | checks |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+            "| contender | p50 ms | p99 ms | max ms | p50 × bare | p99 × bare | p50 × hand-off | p99 × hand-off "
+            "| p50 × logging hand-off | p99 × logging hand-off | checks |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
         ]
         for name, m in lat.items():
             lines.append(
@@ -764,7 +784,9 @@ def report(s: Settings, results: dict[str, Any], summary: dict[str, dict[str, An
                 f"| {_f(_ratio(m.get('latency_p50'), bare.get('latency_p50')), '.2f')} "
                 f"| {_f(_ratio(m.get('latency_p99'), bare.get('latency_p99')), '.2f')} "
                 f"| {_f(_ratio(m.get('latency_p50'), handoff.get('latency_p50')), '.2f')} "
-                f"| {_f(_ratio(m.get('latency_p99'), handoff.get('latency_p99')), '.2f')} | {'ok' if m['ok'] else 'FAILED'} |"
+                f"| {_f(_ratio(m.get('latency_p99'), handoff.get('latency_p99')), '.2f')} "
+                f"| {_f(_ratio(m.get('latency_p50'), logged.get('latency_p50')), '.2f')} "
+                f"| {_f(_ratio(m.get('latency_p99'), logged.get('latency_p99')), '.2f')} | {'ok' if m['ok'] else 'FAILED'} |"
             )
         lines.append("")
     idle = summary.get("idle", {})

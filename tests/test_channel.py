@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from wsgi_logstream.channel import Channel, Reader, Summary
+from wsgi_logstream.channel import DRAIN_AT, Channel, Entry, Reader, Summary
 
 
 def _log(channel: Channel, n: int, start: int = 0) -> None:
@@ -239,3 +239,94 @@ def test_a_consumer_thread_sees_every_entry_in_order_with_no_lost_wake_up() -> N
     assert stalls == [], "a wait ran to its bound: lost wake-up"
     assert missed_total == 0
     assert seen == list(range(1, total + 1))
+
+
+def _appending_threads(channel: Channel, threads: int, each: int) -> list[threading.Thread]:
+    """``threads`` threads of one operation, released together, each appending ``each`` numbered lines."""
+    start = threading.Barrier(threads)
+
+    def produce(t: int) -> None:
+        start.wait(10)
+        for i in range(each):
+            channel.append_log(0.0, 20, "INFO", f"t{t}", "", f"{t} {i}")
+
+    workers = [threading.Thread(target=produce, args=(t,), daemon=True) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    return workers
+
+
+def _read_until_joined(reader: Reader, workers: list[threading.Thread]) -> tuple[int, list[tuple[int, str]]]:
+    """Take while the workers append (and once more after), as a live stream's reader does."""
+    missed_total, seen = 0, []
+    while True:
+        done = not any(worker.is_alive() for worker in workers)
+        missed, batch = reader.take()
+        missed_total += missed
+        seen.extend((e.seq, e.line) for e in batch)
+        if done:
+            return missed_total, seen
+        reader.wait(0.01)
+
+
+def _each_thread_in_its_order(lines: list[str], threads: int) -> dict[int, list[int]]:
+    per_thread: dict[int, list[int]] = {t: [] for t in range(threads)}
+    for line in lines:
+        t, i = map(int, line.split())
+        per_thread[t].append(i)
+    for numbers in per_thread.values():
+        assert numbers == sorted(numbers), "a thread's lines arrived out of its own order"
+    return per_thread
+
+
+def test_lines_from_several_threads_of_one_operation_are_numbered_once_each_in_one_order() -> None:
+    """Appends take no lock: each lands in the inbox in one atomic ``list.append``; readers number them.
+
+    Four threads append at once while a reader takes: every line must come once, numbered 1..N with
+    no gap, each thread's lines in its own order, nothing counted as missed.
+    """
+    threads, each = 4, 5_000
+    channel = Channel(threads * each + 1)
+    reader = channel.reader()
+    workers = _appending_threads(channel, threads, each)
+    missed, seen = _read_until_joined(reader, workers)
+    assert missed == 0
+    assert [seq for seq, _ in seen] == list(range(1, threads * each + 1))
+    per_thread = _each_thread_in_its_order([line for _, line in seen], threads)
+    assert all(numbers == list(range(each)) for numbers in per_thread.values())
+    assert channel.records == threads * each
+
+
+def test_a_slow_reader_of_several_threads_lines_is_told_exactly_how_many_it_missed() -> None:
+    """With a small buffer, what a reader gets plus what it is told it missed is every line, exactly."""
+    threads, each = 4, 5_000
+    channel = Channel(50)
+    reader = channel.reader()
+    workers = _appending_threads(channel, threads, each)
+    missed, seen = _read_until_joined(reader, workers)
+    seqs = [seq for seq, _ in seen]
+    assert seqs == sorted(set(seqs)), "an entry came twice or out of order"
+    assert missed + len(seen) == threads * each
+    assert seqs[-1] == threads * each
+    _each_thread_in_its_order([line for _, line in seen], threads)
+
+
+def test_an_entry_drained_from_the_inbox_is_the_entry_its_constructor_makes() -> None:
+    """``Channel._drain`` spells out ``Entry.__init__`` for speed: it must set every slot, to the same values."""
+    channel = Channel(10)
+    channel.append_log(1.5, 30, "WARNING", "app", "message", "line")
+    (drained,) = channel.reader().take()[1]
+    made = Entry("log", 1.5, 30, "WARNING", "app", "message", "line")
+    made.seq, made.end = 1, len("line") + len("message")
+    assert {slot: getattr(drained, slot) for slot in Entry.__slots__} == {
+        slot: getattr(made, slot) for slot in Entry.__slots__
+    }
+
+
+def test_a_channel_nobody_reads_holds_at_most_max_entries_plus_the_unnumbered_inbox() -> None:
+    channel = Channel(100)
+    for i in range(5_000):
+        channel.append_log(0.0, 20, "INFO", "t", "", str(i))
+        assert channel.held <= 100 + DRAIN_AT
+    assert channel.records == 5_000
+    assert channel.next_seq - channel.first_seq == 100

@@ -130,7 +130,7 @@ def test_a_lone_reader_keeps_no_encodings() -> None:
     _fill(channel, 0, 5)
     assert next(response)
     assert all(entry.encoded is None for entry in channel._entries)
-    assert channel.chunks == {}
+    assert not channel.chunks
     response.close()
 
 

@@ -7,8 +7,10 @@ viewers share one mechanism. The producer never blocks and never waits for a
 reader: when the buffer is full the oldest entry goes (a live view cares most
 about now) and a reader that had not read it learns how many it missed.
 
-The lock is held only to number and append an entry or to copy a batch out;
-never while anything is written to a socket.
+A log record is appended with no lock (:mod:`wsgi_logstream.inbox`, the
+channel's producer side); the lock is held only to number what was appended,
+to append the rarer entries (progress, sections, rewritten lines) or to copy a
+batch out; never while anything is written to a socket.
 
 Waking readers costs the producer O(1) per entry, however many readers there
 are: they all wait on one shared event per channel (see :meth:`Reader.wait`),
@@ -22,21 +24,19 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
 from typing import Callable, Hashable, Iterable, Sequence
 
-from .entry import Entry, Journal, Summary
+from .entry import Entry, Summary
+from .inbox import DRAIN_AT, FLUSH_ENTRIES, Inbox
 
-__all__ = ["MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
+__all__ = ["DRAIN_AT", "FLUSH_ENTRIES", "MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
 
-#: Entries a journal collects before it writes them (see :mod:`wsgi_logstream.journal`).
-FLUSH_ENTRIES = 512
 #: A reader takes at most about this many characters of lines at a time, so a
 #: viewer joining a long history gets it in bounded chunks, never as one.
 MAX_CHUNK_CHARS = 256 * 1024
 
 
-class Channel:
+class Channel(Inbox):
     """Numbered entries, bounded to ``max_entries``, read through cursors.
 
     With ``retain=False`` (a plain stream: one reader, no history) entries every
@@ -47,76 +47,30 @@ class Channel:
     def __init__(self, max_entries: int, *, retain: bool = False) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries!r}")
+        super().__init__(max_entries)
         self.max_entries = max_entries
         self.retain = retain
         self.started = time.time()
         self.summary: Summary | None = None
-        self._entries: deque[Entry] = deque(maxlen=max_entries)
-        self._next = 1  # sequence number of the next entry
-        self._records = 0
-        self._lock = threading.Lock()
-        # A dict used as an ordered set: a job's thousands of viewers come and go in O(1) each.
-        self._readers: dict[Reader, None] = {}
+        # A dict used as an ordered set: a job's thousands of viewers come and go in O(1) each. Made
+        # for a second reader: a lone one (every plain stream's) is kept beside it, as the dict is 224
+        # bytes that each idle stream would hold.
+        self._readers: dict[Reader, None] | None = None
+        self._lone: Reader | None = None
         #: How many readers are attached now (a plain attribute: each viewer reads it per chunk).
         self.readers = 0
         self._abandoned = False
-        self._chars = 0  # characters appended so far (Entry.end)
-        # One event for every reader: see Reader.wait for how it is re-armed.
-        self._wakeup = threading.Event()
-        self._armed = True  # a reader may be waiting on _wakeup: see _wake
         self._timer_at = _NEVER  # when a reader waiting on _wakeup with a timeout will set it: see Reader.wait
-        #: True once no more entries are accepted (ended or abandoned). A plain
-        #: attribute, not a property: the operation's thread reads it per record.
-        self.closed = False
         self.last_progress: Entry | None = None
         #: The last chunk each shared format encoded: ``cache_key -> (first seq, last seq, bytes)``.
         #: Readers woken by the same entry usually take the same range, so all but the first
-        #: send the same bytes object (``Reader.take_encoded``).
-        self.chunks: dict[object, tuple[int, int, bytes]] = {}
+        #: send the same bytes object (``Reader.take_encoded``). Both dicts are made when a second
+        #: reader attaches (``attach``): a lone reader shares nothing, and an idle stream holds them.
+        self.chunks: dict[object, tuple[int, int, bytes]] = _UNSHARED_CHUNKS
         #: The shared encoder per format key (``response.entry_encoder``): one per channel, not one per viewer.
-        self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
-        self._partial: Entry | None = None  # the newest entry, while it is a line being rewritten
-        #: Where a job's entries are also written, beyond ``max_entries`` (:mod:`wsgi_logstream.journal`).
-        self.journal: Journal | None = None
+        self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = _UNSHARED_ENCODERS
 
     # -- producer side ---------------------------------------------------------
-
-    @property
-    def records(self) -> int:
-        return self._records
-
-    @property
-    def next_seq(self) -> int:
-        return self._next
-
-    @property
-    def first_seq(self) -> int:
-        """Sequence number of the oldest entry still held."""
-        with self._lock:
-            return self._next - len(self._entries)
-
-    def append_log(self, created: float, levelno: int, levelname: str, name: str, message: str, line: str) -> None:
-        # The operation's thread, once per record: _append inlined (one call fewer).
-        entry = Entry("log", created, levelno, levelname, name, message, line)
-        with self._lock:
-            if self.closed:
-                return
-            journal = self.journal
-            if journal is not None:
-                if self._partial is not None:
-                    journal.pending.append(self._partial)
-                journal.pending.append(entry)
-            self._partial = None
-            entry.seq = seq = self._next
-            self._next = seq + 1
-            self._chars = entry.end = self._chars + len(line) + len(message)
-            self._records += 1
-            self._entries.append(entry)
-        if self._armed:  # _wake, inlined: while readers are busy, nothing more than this test
-            self._armed = False
-            self._wakeup.set()
-        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
-            journal.flush()
 
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
         self._append(Entry("progress", created, message=message or "", done=done, total=total))
@@ -148,6 +102,7 @@ class Channel:
         """
         entry = Entry("log" if final else "partial", created, levelno, levelname, name, message, line)
         with self._lock:
+            self._drain()
             if self.closed:
                 return
             current = self._partial
@@ -171,7 +126,7 @@ class Channel:
                     entries[-1] = entry
                 else:  # a plain stream released it once read: hold the new state again
                     entries.append(entry)
-                for reader in self._readers:
+                for reader in self._attached():
                     if reader.cursor > entry.seq:
                         reader.cursor = entry.seq
             if final:
@@ -180,11 +135,11 @@ class Channel:
                     journal.pending.append(entry)
             self._partial = None if final else entry
         self._wake()
-        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
-            journal.flush()
+        self._flush_journal()
 
     def _append(self, entry: Entry) -> None:
         with self._lock:
+            self._drain()
             if self.closed:
                 return
             journal = self.journal
@@ -202,8 +157,7 @@ class Channel:
                 self.last_progress = entry
             self._entries.append(entry)
         self._wake()
-        if journal is not None and len(journal.pending) >= FLUSH_ENTRIES:
-            journal.flush()
+        self._flush_journal()
 
     def _wake(self) -> None:
         """Wake every waiting reader, at O(1) cost whatever their number.
@@ -228,6 +182,7 @@ class Channel:
         with self._lock:
             if self.summary is not None:
                 return False
+            self._drain()  # what was appended before the close is held; _drain drops what comes after
             if self.journal is not None and self._partial is not None:
                 self.journal.pending.append(self._partial)  # the line's last state, as it was left
             self.summary = summary
@@ -238,9 +193,11 @@ class Channel:
     def abandon(self) -> None:
         """Nobody will read on: drop what is held and ignore what comes (the summary still lands)."""
         with self._lock:
+            self._drain()  # counted in records, as appended before
             self._abandoned = True
             self.closed = True
             self._entries.clear()
+            self._inbox.clear()
             self.chunks.clear()
 
     # -- reader side -----------------------------------------------------------
@@ -252,17 +209,38 @@ class Channel:
     def attach(self, reader: Reader) -> Reader:
         """Add ``reader`` (made for this channel) to those woken by appends."""
         with self._lock:
+            if self._readers is None and self._lone is None:
+                self._lone = reader
+                self.readers = 1
+                return reader
+            if self._readers is None:
+                self._readers = {} if self._lone is None else {self._lone: None}
+                self._lone = None
+            if self.chunks is _UNSHARED_CHUNKS:
+                # Before ``readers`` says 2: a response that sees it so finds the dicts to share in.
+                self.chunks, self.encoders = {}, {}
             self._readers[reader] = None
             self.readers = len(self._readers)
         return reader
 
     def _detach(self, reader: Reader) -> None:
         with self._lock:
-            self._readers.pop(reader, None)
-            self.readers = len(self._readers)
+            if self._lone is reader:
+                self._lone = None
+                self.readers = 0
+            elif self._readers is not None:
+                self._readers.pop(reader, None)
+                self.readers = len(self._readers)
+
+    def _attached(self) -> Iterable[Reader]:
+        if self._readers is not None:
+            return self._readers
+        return () if self._lone is None else (self._lone,)
 
     def _take(self, reader: Reader) -> tuple[int, list[Entry]]:
         with self._lock:
+            if self._inbox:  # (the test, not the call: a thousand viewers each take per line)
+                self._drain()
             first = self._next - len(self._entries)
             cursor = reader.cursor
             missed = first - cursor if cursor < first else 0
@@ -290,17 +268,20 @@ class Channel:
             reader.cursor = batch[-1].seq + 1 if batch else self._next
             if not self.retain:
                 self._release_taken()
+        if self.journal is not None:
+            self._flush_journal()
         return missed, batch
 
     def _release_taken(self) -> None:
         """Drop the entries every reader has taken (a plain stream keeps no history). Under the lock."""
         if not self._entries:
             return
-        readers = self._readers
-        if len(readers) == 1:
-            low = next(iter(readers)).cursor
+        if self._lone is not None:
+            low = self._lone.cursor
+        elif self._readers:
+            low = min(r.cursor for r in self._readers)
         else:
-            low = min(r.cursor for r in readers) if readers else self._next
+            low = self._next
         if low >= self._next:
             self._entries.clear()
         else:
@@ -317,6 +298,8 @@ class Channel:
         each take hundreds of entries per wake-up when a job logs fast).
         """
         with self._lock:
+            if self._inbox:
+                self._drain()
             entries = self._entries
             first = self._next - len(entries)
             cursor = reader.cursor
@@ -340,7 +323,11 @@ class Channel:
             reader.cursor = batch[-1].seq + 1
             if not self.retain:
                 self._release_taken()
+        if self.journal is not None:
+            self._flush_journal()
         body = encode(batch)
+        if self.chunks is _UNSHARED_CHUNKS:  # called with one reader: the shared empty dict stays empty
+            self.chunks = {}
         # Readers racing here each store a correct chunk; the last one stays.
         self.chunks[key] = (batch[0].seq, batch[-1].seq, body)
         return missed, body
@@ -348,6 +335,10 @@ class Channel:
 
 _SMALL = 256
 _NEVER = float("inf")
+# What a channel has until a second reader attaches: empty, and never written (only readers of a
+# channel with two or more share chunks and encoders, and attach() makes them theirs first).
+_UNSHARED_CHUNKS: dict[object, tuple[int, int, bytes]] = {}
+_UNSHARED_ENCODERS: dict[object, Callable[[Sequence[Entry]], bytes]] = {}
 
 
 def _bounded(entries: Iterable[Entry]) -> list[Entry]:
@@ -372,7 +363,7 @@ class Reader:
 
     def take(self) -> tuple[int, Sequence[Entry]]:
         """Everything available now: (entries missed since the last take, entries)."""
-        if self.cursor >= self.channel._next:
+        if self.cursor >= self.channel._next and not self.channel._inbox:
             # Nothing new (read without the lock: a stale answer only sends the caller
             # to wait(), which checks again after arming). Each viewer asks once more
             # after every chunk it sends: this spares that call the lock.
@@ -387,7 +378,7 @@ class Reader:
         ``key`` names the encoding (see ``response.cache_key``): readers with equal
         keys must encode equal entries to equal bytes.
         """
-        if self.cursor >= self.channel._next:
+        if self.cursor >= self.channel._next and not self.channel._inbox:
             return 0, None
         missed, body = self.channel._take_encoded(self, key, encode)
         self.missed += missed
@@ -409,7 +400,7 @@ class Reader:
                 channel._armed = True
             # Re-check after arming: an append since our last take set the old event, not this one.
             # An append after this check finds _armed up and sets the event we hold.
-            if self.cursor < channel._next or channel.summary is not None:
+            if self.cursor < channel._next or channel._inbox or channel.summary is not None:
                 return
             # One timer per channel, not one per waiting reader (a timer made and cancelled per
             # wait cost a thousand viewers a quarter of the worker): a reader whose deadline is no

@@ -187,12 +187,18 @@ def cache_key(fmt: Format) -> Hashable | None:
     """
     kind = type(fmt)
     if kind is TextFormat:
-        return ("text", fmt.ansi)  # type: ignore[attr-defined]
-    if kind is SseFormat:
-        return ("sse", fmt.detail)  # type: ignore[attr-defined]  # retry_ms and last_id are only in the head
-    if kind is NdjsonFormat or kind is HtmlFormat:
-        return (fmt.name,)  # HtmlFormat's options are only in its head
-    return None
+        key: Hashable = ("text", fmt.ansi)  # type: ignore[attr-defined]
+    elif kind is SseFormat:
+        key = ("sse", fmt.detail)  # type: ignore[attr-defined]  # retry_ms and last_id are only in the head
+    elif kind is NdjsonFormat or kind is HtmlFormat:
+        key = (fmt.name,)  # HtmlFormat's options are only in its head
+    else:
+        return None
+    # One tuple per key for the process, not one per response: every idle stream holds its key.
+    return _KEYS.setdefault(key, key)
+
+
+_KEYS: dict[Hashable, Hashable] = {}
 
 
 def entry_encoder(fmt: Format, key: Hashable) -> Callable[[Sequence[Entry]], bytes]:
