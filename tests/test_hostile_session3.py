@@ -13,12 +13,20 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Iterator
+import time
+from typing import Any, Iterator
 
 import pytest
 
+from tests.apps.dict_store import DictStore
 from tests.servers import wait_until
+from wsgi_logstream import jobs
+from wsgi_logstream.channel import Summary
 from wsgi_logstream.command import Command, CommandFailed, _stop_writer, pipe_writers
+from wsgi_logstream.options import positive
+from wsgi_logstream.record import JobRecord
+from wsgi_logstream.runner import new_job, run_job
+from wsgi_logstream.store import MemoryStore
 
 
 def _alive(process: subprocess.Popen[bytes]) -> bool:
@@ -154,3 +162,94 @@ def _gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# -- queue_timeout: a worker beginning as a viewer settles the job lost ------------------------------------------
+
+
+@pytest.mark.parametrize("make", [MemoryStore, DictStore], ids=["memory", "dict"])
+def test_a_worker_cannot_begin_a_queued_job_past_its_lease_even_if_nobody_has_looked_yet(make: Any) -> None:
+    store = make()
+    try:
+        now = time.time()
+        store.create(JobRecord(id="late-job", title="t", created=now - 10, lease_until=now - 5))
+        log = store.open_log("late-job")
+        assert not log.begin(now)  # before the fix it ran, and the first look then ended it lost while it ran
+        record = store.get("late-job")
+        assert record is not None and record.status == "queued"
+        log.close()
+    finally:
+        getattr(store, "shutdown", getattr(store, "close", lambda: None))()
+
+
+def test_run_job_on_a_job_past_its_lease_settles_it_lost_and_never_calls_the_target() -> None:
+    store = MemoryStore()
+    now = time.time()
+    store.create(JobRecord(id="late-run", title="t", created=now - 10, lease_until=now - 5))
+    called: list[int] = []
+    assert run_job(store, "late-run", lambda: called.append(1)) is None
+    record = store.get("late-run")
+    assert called == [] and record is not None and record.status == "lost"
+    assert record.error is not None and "no worker began this job" in record.error
+
+
+class _BeginsAfterTheRead:
+    """A store whose get() lets a worker begin the job right after the record was read, then lets the lease pass:
+    the interleaving of a viewer's look and a worker's begin that made a running job end ``lost``."""
+
+    def __init__(self, inner: MemoryStore, job_id: str, lease_until: float) -> None:
+        self.inner = inner
+        self.job_id = job_id
+        self.lease_until = lease_until
+        self.log: Any = None
+
+    def get(self, job_id: str) -> JobRecord | None:
+        record = self.inner.get(job_id)
+        if self.log is None:
+            self.log = self.inner.open_log(self.job_id)
+            assert self.log.begin(time.time())  # in time: before the lease
+            wait_until(lambda: time.time() > self.lease_until, 10, "the lease to pass")
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_job_a_worker_began_in_time_is_not_settled_lost_by_a_look_that_read_it_queued() -> None:
+    inner = MemoryStore()
+    lease_until = time.time() + 0.2
+    inner.create(JobRecord(id="raced-job", title="t", created=time.time(), lease_until=lease_until))
+    store = _BeginsAfterTheRead(inner, "raced-job", lease_until)
+    app = jobs(lambda: None, runner=_NoRunner(), store=store)  # type: ignore[arg-type]
+    try:
+        seen = app.lookup("raced-job")
+        assert seen is not None and seen.status == "queued"  # as read, before the worker began it
+        record = inner.get("raced-job")
+        assert record is not None and record.status == "running", record  # not lost while it runs
+        store.log.finish(Summary("ok", time.time(), time.time(), 0))
+    finally:
+        store.log.close()
+        app.shutdown()
+
+
+class _NoRunner:
+    def submit(self, store: Any, record: JobRecord, payload: Any) -> None:
+        raise AssertionError("nothing is submitted here")
+
+
+@pytest.mark.parametrize("option", ["queue_timeout", "timeout", "heartbeat"])
+def test_an_integer_too_large_for_a_float_is_a_value_error_naming_the_option(option: str) -> None:
+    with pytest.raises(ValueError, match=option):
+        positive(option, 10**400, integer=False)
+    with pytest.raises(ValueError, match="queue_timeout"):
+        new_job(MemoryStore(), queue_timeout=10**400)
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), 10**400, -1, True], ids=["nan", "inf", "10**400", "-1", "True"]
+)
+def test_new_job_refuses_a_timeout_that_is_no_deadline(value: Any) -> None:
+    store = MemoryStore()
+    with pytest.raises(ValueError, match="timeout"):
+        new_job(store, timeout=value)
+    assert store.list() == []
