@@ -14,15 +14,22 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import pytest
 
+from tests.apps import django_site  # sets Django up, for the one-URL Django view
 from tests.apps.dict_store import DictStore
+from tests.browser import Page, job_page, wait_for
+from tests.inproc import call
 from tests.servers import wait_until
-from wsgi_logstream import jobs
-from wsgi_logstream.channel import Summary
+from wsgi_logstream import jobs, logstream
+from wsgi_logstream.assets import load
+from wsgi_logstream.channel import FLUSH_ENTRIES, Summary
 from wsgi_logstream.command import Command, CommandFailed, _stop_writer, pipe_writers
+from wsgi_logstream.filters import compile_grep
 from wsgi_logstream.options import positive
 from wsgi_logstream.record import JobRecord
 from wsgi_logstream.runner import new_job, run_job
@@ -253,3 +260,244 @@ def test_new_job_refuses_a_timeout_that_is_no_deadline(value: Any) -> None:
     with pytest.raises(ValueError, match="timeout"):
         new_job(store, timeout=value)
     assert store.list() == []
+
+
+# -- --journal-dir: a full disk, and what is left on disk ----------------------------------------------------------
+
+
+def _read_lines(store: MemoryStore, job_id: str) -> tuple[int, list[str]]:
+    reader = store.reader(job_id, 0)
+    missed, lines = 0, []
+    try:
+        while not reader.at_end:
+            got, entries = reader.take()
+            missed += got
+            lines += [entry.message for entry in entries]
+            if not entries and not got:
+                reader.wait(1.0)
+    finally:
+        reader.close()
+    return missed, lines
+
+
+def test_a_journal_on_a_full_disk_says_so_and_every_line_still_reaches_its_viewers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines_written = 3 * FLUSH_ENTRIES  # the journal writes every FLUSH_ENTRIES lines: the failure is met mid-run
+    store = MemoryStore(journal_dir=str(tmp_path), max_history=4 * FLUSH_ENTRIES)
+    try:
+        store.create(JobRecord(id="first-job", title="t", created=time.time()))  # makes the store's own dir
+        (own,) = tmp_path.iterdir()
+        assert own.stat().st_mode & 0o777 == 0o700  # nobody else may list it, nor plant a link in it
+        assert (own / "first-job.ndjson").stat().st_mode & 0o777 == 0o600
+        (own / "full-disk.ndjson").symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+        store.create(JobRecord(id="full-disk", title="t", created=time.time()))
+        log = store.open_log("full-disk")
+        assert log.begin(time.time())
+        for n in range(lines_written):
+            log.append_log(time.time(), logging.INFO, "INFO", "job", f"line {n}", f"line {n}")
+        log.finish(Summary("ok", time.time(), time.time(), log.records))
+        log.close()
+        missed, lines = _read_lines(store, "full-disk")
+        assert missed == 0 and [line for line in lines if line.startswith("line ")] == [
+            f"line {n}" for n in range(lines_written)
+        ]
+        assert any("No space left on device" in line for line in lines), lines  # the viewers are told
+        assert any("No space left on device" in r.getMessage() for r in caplog.records)  # and the host's log
+    finally:
+        store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- one-URL stream_view assets: hostile names, methods, conditional requests, the host's decorators ----------------
+
+
+HOSTILE_ASSET_NAMES = [
+    "../viewer.js",
+    "..%2fviewer.js",
+    "%2e%2e/%2e%2e/etc/passwd",
+    "/etc/passwd",
+    "/proc/self/environ",
+    "viewer.js%00",
+    "viewer.js\x00.css",
+    "a" * 60_000,
+    "viewer\u2024js",
+    "\uff56iewer.js",
+    "VIEWER.JS",
+    "viewer.js/",
+    " viewer.js",
+    "viewer.css/../viewer.js",
+    "__init__.py",
+    "viewer.html",
+    "",
+]
+
+
+def _flask_host(runs: list[int]) -> Any:
+    from flask import Flask
+
+    from wsgi_logstream import logstream
+    from wsgi_logstream.flask import blueprint
+    from wsgi_logstream.flask import stream_view as flask_view
+
+    host = Flask(__name__)
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+    host.add_url_rule("/once", "once", flask_view(logstream(lambda: runs.append(1))), methods=methods)
+    host.register_blueprint(blueprint(logstream(lambda: runs.append(2)), "below"), url_prefix="/below")
+    return host.test_client()
+
+
+@pytest.mark.parametrize("name", HOSTILE_ASSET_NAMES, ids=range(len(HOSTILE_ASSET_NAMES)))
+def test_a_hostile_asset_name_at_a_one_url_flask_view_is_a_plain_404_that_no_cache_keeps(name: str) -> None:
+    runs: list[int] = []
+    browser = _flask_host(runs)
+    for query in (f"logstream_asset={quote(name)}", f"logstream_asset={quote(name, safe='/%')}"):
+        with browser.get(f"/once?{query}") as reply:
+            assert reply.status_code == 404 and reply.data == b"no such asset\n"
+            assert reply.headers["Cache-Control"] == "no-store" and reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert runs == []  # an asset request never runs the operation
+
+
+def test_other_methods_conditional_requests_and_repeated_fields_at_a_one_url_flask_view() -> None:
+    runs: list[int] = []
+    browser = _flask_host(runs)
+    asset = load("viewer.js")
+    for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH"):
+        with browser.open(f"/once?logstream_asset={asset.hashed_name}", method=method) as reply:
+            assert reply.status_code == 405 and reply.headers["Allow"] == "GET, HEAD"
+            assert reply.headers["Cache-Control"] == "no-store"
+    with browser.open(f"/once?logstream_asset={asset.hashed_name}", method="HEAD") as reply:
+        assert reply.status_code == 200 and reply.data == b""
+    with browser.get(f"/once?logstream_asset={asset.hashed_name}", headers={"If-None-Match": asset.etag}) as reply:
+        assert reply.status_code == 304 and reply.data == b"" and reply.headers["ETag"] == asset.etag
+    with browser.get(f"/once?logstream_asset={asset.hashed_name}", headers={"If-None-Match": '"other"'}) as reply:
+        assert reply.status_code == 200 and reply.data == asset.body
+    # The last field counts, as parse_qs gives it: a traversal after a good name is still a 404.
+    with browser.get(f"/once?logstream_asset={asset.hashed_name}&logstream_asset=../../etc/passwd") as reply:
+        assert reply.status_code == 404
+    assert runs == []
+    # Below a blueprint (not one URL) the field means nothing: the stream runs as asked.
+    with browser.get(f"/below/?format=text&logstream_asset={asset.hashed_name}") as reply:
+        assert reply.status_code == 200 and b"-- ok" in reply.data
+    assert runs == [2]
+
+
+def test_the_hosts_login_and_permission_decorators_guard_a_one_url_django_views_assets_too() -> None:
+    from django.contrib.auth.decorators import login_required, permission_required
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.test import Client, RequestFactory, override_settings
+
+    from wsgi_logstream import logstream
+    from wsgi_logstream.django import stream_view as django_view
+
+    runs: list[int] = []
+    view = login_required(
+        permission_required("catalog.run_reindex", raise_exception=True)(django_view(logstream(lambda: runs.append(1))))
+    )
+    asset = load("viewer.css")
+    request = RequestFactory().get(f"/ops/once?logstream_asset={asset.hashed_name}", HTTP_HOST="localhost")
+    request.user = AnonymousUser()
+    assert view(request).status_code == 302  # to the login page: not the asset
+    request.user = User.objects.get(username="carol")  # may not reindex
+    from django.core.exceptions import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        view(request)
+    request.user = User.objects.get(username="bob")
+    reply = view(request)
+    assert reply.status_code == 200 and reply.content == asset.body
+    assert runs == []
+    with override_settings(ROOT_URLCONF="tests.apps.django_site"):
+        assert django_site.urlpatterns  # the one-URL view of the test site: a POST still needs its CSRF token
+        csrf = Client(enforce_csrf_checks=True, HTTP_HOST="localhost")
+        assert csrf.post(f"/t/once/?logstream_asset={asset.hashed_name}").status_code == 403
+        assert Client(HTTP_HOST="localhost").post(f"/t/once/?logstream_asset={asset.hashed_name}").status_code == 405
+
+
+# -- ?grep= and the page's /regex/: costly patterns that got through ------------------------------------------------
+
+#: Accepted by ?grep= before the fix; each takes seconds (or far longer) a line of at most 1,000 characters, in
+#: the server's thread: 32 s for three a{0,1000}, hours for the group hidden in (?>...), (?(1)...) or ++ on 40 a's.
+COSTLY_GREPS = [
+    "(?>(a+)+b)",  # an atomic group backtracks inside as a plain one does
+    "(?>a*a*a*a*b)",
+    "(?:a*a*a*a*b)++",  # so does a possessive repetition while it tries its body
+    "(x)?(?(1)y|(a+)+b)",  # and a conditional's branches
+    "(x)?(?(1)a|a*a*a*a*b)",
+    "a{0,1000}a{0,1000}a{0,1000}b",  # bounded, but over the whole searched line
+    "a?" * 18 + "b",  # 2**18 ways at each place
+    "a{0,9}" * 6 + "b",
+]
+
+
+@pytest.mark.parametrize("pattern", COSTLY_GREPS)
+def test_a_costly_grep_hidden_from_the_checks_is_refused_with_a_400_and_runs_nothing(pattern: str) -> None:
+    ran = threading.Event()
+    with call(logstream(ran.set), "grep=" + quote(pattern)) as answer:
+        assert answer.code == 400
+        said = answer.read_to_end().decode()
+        assert "time per line, so they are refused" in said or "exponential time, so they are refused" in said
+    assert not ran.is_set()
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "a*a*b",
+        "foo.*bar[0-9]+baz?",
+        r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}",
+        r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}",
+        "(error|warn|fatal).*timeout",
+        "[0-9a-f]{40}",
+        r"\w{3,200}x",
+        "(?>abc)+",
+        "a*+b*+c*+",
+    ],
+)
+def test_ordinary_greps_are_still_accepted(pattern: str) -> None:
+    assert compile_grep(pattern) == pattern
+
+
+def _as_line() -> None:
+    logging.getLogger("tests.hostile3").info("%s", "a" * 1000)
+    logging.getLogger("tests.hostile3").info("the last line")
+
+
+#: Accepted by the page before the fix, each freezing the tab on the 1,000 a's: JavaScript tries a repeated
+#: alternation's branches in turn, so (a|a)* is exponential though the server's parser makes it a class.
+COSTLY_ON_THE_PAGE = [
+    ("/(a|a)*b/", "regex refused: a repeat of a group that repeats or alternates, like (a+)+"),
+    ("/(\\d|1|a)*b/", "regex refused: a repeat of a group that repeats or alternates, like (a+)+"),
+    ("/(a|A)+b/i", "regex refused: a repeat of a group that repeats or alternates, like (a+)+"),
+    ("/(?:.|a)*b/", "regex refused: a repeat of a group that repeats or alternates, like (a+)+"),
+    (
+        "/a{0,1000}a{0,1000}a{0,1000}b/",
+        "regex refused: too many optional or variable repeats (?, {n,m}, *, +) in a row",
+    ),
+    ("/" + "a?" * 18 + "b/", "regex refused: too many optional or variable repeats (?, {n,m}, *, +) in a row"),
+    ("/" + "a{0,9}" * 6 + "b/", "regex refused: too many optional or variable repeats (?, {n,m}, *, +) in a row"),
+]
+
+
+@pytest.mark.servers
+@pytest.mark.page(size=(1000, 420))
+def test_the_pages_regex_refuses_what_backtracks_in_javascript_and_the_tab_stays_responsive(page: Page) -> None:
+    from tests.test_viewer_search import DRAWN, ENDED, _count, _exceptions, _type
+
+    with job_page(page, _as_line) as served:
+        assert served.job.wait(10)
+        served.open()
+        wait_for(page, ENDED)
+        for pattern, why in COSTLY_ON_THE_PAGE:
+            _type(page, "")
+            _count(page, "")
+            _type(page, pattern)  # a frozen tab would fail this wait, and every DevTools call after it
+            _count(page, why)
+            assert page.evaluate("document.getElementById('filter').getAttribute('aria-invalid')") == "true"
+        # Distinct plain characters are still a class, and the choices allowed end at once on the long line.
+        _type(page, "/(a|b|\\.)+$/")
+        _count(page, "1 match")
+        assert page.evaluate(DRAWN)[0] == ["i", "a" * 1000 + "\n"]
+        _type(page, "/" + "a?" * 16 + "b/")
+        _count(page, "0 matches")
+        assert _exceptions(page) == []
