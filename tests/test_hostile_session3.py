@@ -244,6 +244,24 @@ class _NoRunner:
         raise AssertionError("nothing is submitted here")
 
 
+def test_many_queued_jobs_past_their_lease_are_all_settled_lost_by_one_listing_and_a_cancel_then_changes_nothing() -> (
+    None
+):
+    store = MemoryStore(max_finished=1000)
+    now = time.time()
+    for n in range(500):
+        store.create(JobRecord(id=f"queued-{n:04d}", title="t", created=now - 10, lease_until=now - 1))
+    app = jobs(lambda: None, runner=_NoRunner(), store=store)
+    try:
+        listed = app.records()
+        assert len(listed) == 500 and {record.status for record in listed} == {"lost"}
+        assert not store.request_cancel("queued-0000")  # settled: a cancel after it is no ending of its own
+        record = app.lookup("queued-0000")
+        assert record is not None and record.status == "lost" and not record.cancel_requested
+    finally:
+        app.shutdown()
+
+
 @pytest.mark.parametrize("option", ["queue_timeout", "timeout", "heartbeat"])
 def test_an_integer_too_large_for_a_float_is_a_value_error_naming_the_option(option: str) -> None:
     with pytest.raises(ValueError, match=option):

@@ -13,12 +13,17 @@ line being rewritten): progress and section events always pass, so the shape
 of the log (its sections, its bar) stays intact around the lines that match.
 
 Python's :mod:`re` has no timeout, and a stranger's pattern runs in the
-server's thread, so its cost is bounded four ways: a pattern is at most
+server's thread, so its cost is bounded five ways: a pattern is at most
 :data:`MAX_PATTERN` characters; a repetition of something that itself repeats
 or alternates (``(a+)+``, ``(a|aa)*``, the shapes that backtrack
 exponentially) is refused with a ``400`` that says so; a pattern holds at most
 :data:`MAX_REPEATS` unbounded repetitions (``foo.*bar[0-9]+`` is fine;
-``a*a*a*b`` backtracks in O(n^4) and is refused); and each line is searched on
+``a*a*a*b`` backtracks in O(n^4) and is refused); the ways a pattern may match
+at one place, the product of its repetitions' counts (``a?`` two, ``\\d{1,3}``
+three, an unbounded or wide one :data:`UNBOUNDED_CHOICES`), are at most
+:data:`MAX_CHOICES` (``a?`` 18 times, or ``a{0,1000}`` three times, is refused);
+atomic groups, possessive repetitions and conditionals are looked into as plain
+groups are; and each line is searched on
 its first :data:`MAX_SEARCHED` characters only. The worst that is left, two
 overlapping repetitions on an adversarial line (``a*a*b`` over a thousand
 ``a``), costs about half a second per such line on this project's test
