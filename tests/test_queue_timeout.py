@@ -21,7 +21,7 @@ from wsgi_logstream.record import JobRecord
 from wsgi_logstream.runner import new_job, run_job
 from wsgi_logstream.store import JobStore
 
-from .test_store_contract import MakeStore, make_store, redis_server  # noqa: F401 - fixtures
+from .test_store_contract import MakeStore, make_store, redis_cluster, redis_server  # noqa: F401 - fixtures
 
 
 class LostRunner:

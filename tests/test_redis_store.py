@@ -210,6 +210,17 @@ def test_after_keep_finished_a_jobs_keys_are_gone_from_redis(
     assert list(control.scan_iter(match=f"*{prefix}*")) == []
 
 
+def test_a_queued_job_no_worker_begins_leaves_no_key_behind_even_if_nobody_looks(
+    server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
+) -> None:
+    store = _store(stores, server.url, prefix, keep_finished=1.0)
+    now = time.time()
+    store.create(JobRecord(id="never-taken", title="t", created=now, lease_until=now + 0.5))
+    assert control.pttl(f"{{{prefix}:never-taken}}:record") > 0  # not kept for ever (-1)
+    wait_until(lambda: not list(control.scan_iter(match=f"{{{prefix}:*")), 10, "the queued job's keys to expire")
+    assert store.list() == []
+
+
 def test_a_long_jobs_stream_stays_bounded_by_max_history_and_readers_get_exactly_the_last_lines(
     server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
 ) -> None:

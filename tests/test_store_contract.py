@@ -3,7 +3,8 @@
 The same tests run against :class:`MemoryStore` and against a store that keeps
 nothing but plain data behind a process boundary (``tests/apps/dict_store.py``)
 and against :class:`~wsgi_logstream.redis.RedisStore` on a real ``redis-server``
-(one per session, each store under a key prefix of its own); a third-party
+and on a real Redis Cluster of three masters (one of each per session, each
+store under a key prefix of its own); a third-party
 store passes them by adding itself to ``STORES``. They use
 only the :class:`~wsgi_logstream.store.JobStore` interface, so a store that
 passes is enough for the jobs app.
@@ -21,7 +22,7 @@ import pytest
 
 from tests.apps.dict_store import DictStore
 from tests.inproc import TestApp
-from tests.redis_server import RedisServer, start_redis
+from tests.redis_server import RedisCluster, RedisServer, start_cluster, start_redis
 from tests.servers import wait_until
 from tests.wire import ndjson_objects
 from wsgi_logstream import jobs
@@ -53,11 +54,20 @@ def _redis(server: RedisServer, **options: Any) -> Iterator[JobStore]:
         store.close()
 
 
+def _redis_cluster(server: RedisCluster, **options: Any) -> Iterator[JobStore]:
+    store = RedisStore(server.url, cluster=True, prefix=f"contract-{uuid.uuid4().hex[:12]}", **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 #: name -> a generator function that yields a store made with the given retention options.
 STORES: dict[str, Callable[..., Iterator[JobStore]]] = {
     "memory": _memory,
     "dict-in-another-process": _dict,
     "redis": _redis,
+    "redis-cluster": _redis_cluster,
 }
 
 
@@ -68,8 +78,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-#: Stores that need a server program: their runs are marked ``servers``.
-_ON_SERVERS = {"redis"}
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+#: Stores that need a server program (-> the fixture that starts it): their runs are marked ``servers``.
+_ON_SERVERS = {"redis": "redis_server", "redis-cluster": "redis_cluster"}
 
 
 @pytest.fixture(
@@ -78,7 +95,8 @@ _ON_SERVERS = {"redis"}
 def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     made: list[Iterator[JobStore]] = []
     # A store on a server is given the server (started once per session).
-    needs = {"server": request.getfixturevalue("redis_server")} if request.param in _ON_SERVERS else {}
+    on = _ON_SERVERS.get(request.param)
+    needs = {"server": request.getfixturevalue(on)} if on else {}
 
     def make(**options: Any) -> JobStore:
         factory = STORES[request.param](**needs, **options)

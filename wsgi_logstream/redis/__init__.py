@@ -22,6 +22,9 @@ What it keeps, for a job ``<id>`` under the prefix ``P`` (default
 
 The two keys of a job share the hash tag ``{P:<id>}``, so each script that
 touches a job runs in one slot; the two sorted sets are keys of their own.
+So the store works on Redis Cluster too (give it a
+``redis.cluster.RedisCluster`` client, or a URL and ``cluster=True``); there
+it reads as :mod:`.news` says, since Cluster refuses one read across slots.
 
 Memory is bounded: every key of a job expires ``keep_finished`` seconds after
 it ends; while it runs, the writer renews the expiry with its lease, so the
@@ -39,7 +42,8 @@ read brings are kept (the latest thousand or so per job) and live viewers
 take them from there, asking Redis itself every few seconds. So a
 process serves any number of viewers of any number of jobs with that one
 connection plus a small pool (``max_connections``), and a new line costs
-one read of Redis per process, not one per viewer.
+one read of Redis per process, not one per viewer. (On Cluster the one
+connection is subscribed to the store's news channel instead: see :mod:`.news`.)
 
 If Redis cannot be reached, every call that needs it raises
 :class:`~wsgi_logstream.errors.StoreUnavailable` (the jobs app answers

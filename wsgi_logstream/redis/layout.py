@@ -1,7 +1,10 @@
 """What a job looks like in Redis: the scripts that change it, and how entries and records are encoded.
 
 Every change to a job is one Lua script on its two keys (record and log),
-so it is atomic and runs in one slot. Values in the record hash are JSON; a
+so it is atomic and runs in one slot. On Redis Cluster the scripts that add
+to a log also ``PUBLISH`` its key on the store's news channel (a channel is
+not a key: classic pub/sub reaches every node), which is how the cluster
+listener (:mod:`.news`) hears of new entries without a cross-slot read. Values in the record hash are JSON; a
 stream entry holds one field ``e``, a compact JSON array (see
 :func:`encode_entry`), or ``end`` for the marker that ends the log.
 """
@@ -57,7 +60,8 @@ return 1
 
 # KEYS: record, log. ARGV: lease_until, ttl_ms, max_history, next_seq, records, progress ('' for none),
 # the entries' sequence numbers (comma-separated) and their payloads (JSON, one a line: JSON text has no
-# raw newline). Two arguments for a whole batch, not two per entry: packing them is the writer's main cost.
+# raw newline), and the news channel ('' for none: see NEWS). Two arguments for a whole batch, not two per
+# entry: packing them is the writer's main cost.
 # Entries below the stored next_seq were written already (a batch retried after a lost reply).
 WRITE = (
     LUA_COMMON
@@ -78,7 +82,10 @@ for seq in string.gmatch(ARGV[7], '%d+') do
   end
   pos = last + 2
 end
-if wrote then redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3]) end
+if wrote then
+  redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[3])
+  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], KEYS[2]) end
+end
 local next_seq = tonumber(ARGV[4])
 if next_seq > stored then redis.call('HSET', KEYS[1], 'next_seq', ARGV[4]) end
 if tonumber(ARGV[5]) > tonumber(redis.call('HGET', KEYS[1], 'records')) then
@@ -93,7 +100,8 @@ return 0
 """
 )
 
-# KEYS: record, log. ARGV: ttl_ms, next_seq, records, then field, value pairs of the ending.
+# KEYS: record, log. ARGV: ttl_ms, next_seq, records, the news channel ('' for none), then field, value
+# pairs of the ending.
 FINISH = (
     LUA_COMMON
     + """
@@ -102,13 +110,14 @@ if not status or not active(status) then return 0 end
 if redis.call('HGET', KEYS[1], 'started') == 'null' then
   redis.call('HSET', KEYS[1], 'started', redis.call('HGET', KEYS[1], 'created'))
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 local next_seq = math.max(tonumber(redis.call('HGET', KEYS[1], 'next_seq')), tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'next_seq', tostring(next_seq))
 if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'records')) then
   redis.call('HSET', KEYS[1], 'records', ARGV[3])
 end
 redis.call('XADD', KEYS[2], tostring(next_seq) .. '-0', 'end', '1')
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], KEYS[2]) end
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)

@@ -34,15 +34,24 @@ _UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "LOADING", "READONLY", "MASTERDOWN", "
 
 
 class Outage:
-    """Turns Redis connection errors into :class:`StoreUnavailable`, logging once per outage."""
+    """Turns Redis connection errors into :class:`StoreUnavailable`, logging once per outage.
 
-    def __init__(self) -> None:
+    ``quiet`` (seconds): the outage ends only at a success that long after the
+    last failure. On one server it is 0; on a cluster, calls to the nodes still
+    up succeed between failures of calls to the one down, and the outage would
+    otherwise be logged over and over.
+    """
+
+    def __init__(self, quiet: float = 0.0) -> None:
         self.down = False
+        self._quiet = quiet
+        self._failed_at = 0.0
         self._lock = threading.Lock()
 
     def failed(self, exc: BaseException) -> StoreUnavailable:
         with self._lock:
             first, self.down = not self.down, True
+            self._failed_at = time.monotonic()
         if first:
             _log.warning("Redis is unreachable (%s); jobs answer 503 until it is back", exc)
         return StoreUnavailable("Redis is unreachable")
@@ -50,15 +59,35 @@ class Outage:
     def ok(self) -> None:
         if self.down:
             with self._lock:
-                was, self.down = self.down, False
+                was = self.down and time.monotonic() - self._failed_at >= self._quiet
+                if was:
+                    self.down = False
             if was:
                 _log.warning("Redis is reachable again; jobs are served")
 
 
+#: Cluster errors that last only while a node is down or slots move: CLUSTERDOWN, MASTERDOWN, TRYAGAIN,
+#: and MOVED or ASK still bouncing after the client's retries.
+_CLUSTER_TRANSIENT = (
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
+    redis_errors.AskError,
+    redis_errors.SlotNotCoveredError,
+)
+
+
 def is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+    """Whether ``exc`` means Redis (or a node of the cluster) is not there now, rather than a wrong call."""
+    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError, *_CLUSTER_TRANSIENT)):
         return True
-    return isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
+    if isinstance(exc, redis_errors.RedisClusterException):
+        # The client found no node to ask (all startup nodes down) or no node for a slot.
+        return "cannot be connected" in str(exc) or "not covered" in str(exc)
+    if not isinstance(exc, redis_errors.ResponseError):
+        return False
+    # redis-py strips a known error code from the message and keeps it as ``status_code``.
+    code = getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]
+    return code in _UNAVAILABLE_REPLIES
 
 
 class Watch:
@@ -123,6 +152,7 @@ class Listener:
             if self._stopping:
                 return
             watch = self._watches.get(job_id)
+            new = watch is None
             if watch is None:
                 watch = self._watches[job_id] = Watch(self._lock, after + 1)
                 self._dirty = True
@@ -137,6 +167,8 @@ class Listener:
                 self._idle.notify()
         if interrupt:
             self._interrupt()
+        if new:
+            self._watching(job_id, watch)
         with self._lock:
             try:
                 watch.changed.wait_for(
@@ -146,6 +178,9 @@ class Listener:
             finally:
                 watch.waiters -= 1
                 watch.last_used = time.monotonic()
+
+    def _watching(self, job_id: str, watch: Watch) -> None:
+        """A viewer just started the watch of ``job_id``: here the next XREAD starts from its position."""
 
     def _ensure_thread(self) -> None:
         thread = self._thread
@@ -367,13 +402,20 @@ class Source(Protocol):
     _block: float
     _retry: float
     _outage: Outage
-    _client: redis.Redis
+    _news: str
     _listener: Listener
+
+    @property
+    def _client(self) -> Any: ...  # redis.Redis, or redis.cluster.RedisCluster (see .news)
 
     def _log_key(self, job_id: str) -> str: ...
 
     def _job_of(self, log_key: str) -> str: ...
 
     def _read(self, job_id: str, after: int, limit: int, client: redis.Redis | None = None) -> LogSlice | None: ...
+
+    def _read_many(
+        self, wanted: Sequence[tuple[str, int]], limit: int
+    ) -> Sequence[LogSlice | BaseException | None]: ...
 
     def _listener_client(self) -> redis.Redis: ...

@@ -10,14 +10,17 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import redis
 from redis import exceptions as redis_errors
+from redis.cluster import RedisCluster
 
 from ..batching import Batch, BatchingLog, Heard
 from ..channel import Summary
 from ..options import check_store_options
 from ..record import JobRecord
 from ..shared import LogSlice, StoreReader
+from .clients import Client, close_client, dedicated_client, make_client
 from .layout import SCRIPTS, decode_entry, encode_entry, record_from_hash, text
 from .listener import Listener, Outage, ReaderLog, is_outage
+from .news import NewsListener
 
 __all__ = ["RedisStore"]
 
@@ -28,8 +31,12 @@ class RedisStore:
     """A :class:`~wsgi_logstream.store.JobStore` in Redis, shared by every process that uses the same prefix.
 
     - ``url_or_client``: a ``redis://`` URL (the store makes a pool of at most
-      ``max_connections`` and closes it in :meth:`close`) or a
-      ``redis.Redis`` client (used as it is, and left open).
+      ``max_connections`` and closes it in :meth:`close`), a ``redis.Redis``
+      client or a ``redis.cluster.RedisCluster`` client (used as it is, and
+      left open).
+    - ``cluster`` (False): with a URL, make a Redis Cluster client (the URL
+      names any one node; the others are found). A ``RedisCluster`` client
+      needs no flag.
     - ``prefix`` ("wsgi_logstream"): the start of every key; stores with
       different prefixes share nothing.
     - ``max_history`` (10000), ``keep_finished`` (3600), ``max_finished``
@@ -42,14 +49,16 @@ class RedisStore:
       renews its lease. At most ``lease / 2``.
     - ``buffer`` (10000): entries a runner holds while Redis is slow or down;
       beyond that the oldest are dropped (and counted as missed by readers).
-    - ``max_connections`` (4): the pool's size when the store makes it; the
-      listener's own connection is one more.
+    - ``max_connections`` (4): the pool's size when the store makes it (per
+      node on Cluster); the listener's own connection is one more (on one
+      node, on Cluster).
     """
 
     def __init__(
         self,
-        url_or_client: str | redis.Redis,
+        url_or_client: str | redis.Redis | RedisCluster,
         *,
+        cluster: bool = False,
         prefix: str = "wsgi_logstream",
         keep_finished: float = 3600.0,
         max_finished: int = 100,
@@ -73,28 +82,18 @@ class RedisStore:
         self.buffer = _count("buffer", buffer, 1)
         max_connections = _count("max_connections", max_connections, 2)
         self.prefix = prefix
-        if isinstance(url_or_client, str):
-            pool = redis.BlockingConnectionPool.from_url(
-                url_or_client,
-                max_connections=max_connections,
-                timeout=5,
-                socket_timeout=5,
-                socket_connect_timeout=2,
-            )
-            self._client: redis.Redis = redis.Redis(connection_pool=pool)
-            self._owns_client = True
-        elif isinstance(url_or_client, redis.Redis):
-            self._client = url_or_client
-            self._owns_client = False
-        else:
-            raise TypeError(f"url_or_client must be a redis:// URL or a redis.Redis client, got {url_or_client!r}")
+        self._make, self._owns_client, self._cluster = make_client(
+            url_or_client, cluster=cluster, max_connections=max_connections
+        )
+        self._made: tuple[Client, dict[str, Any]] | None = None
         self._jobs_key = f"{prefix}:jobs"
         self._ended_key = f"{prefix}:ended"
-        self._scripts = {name: self._client.register_script(source) for name, source in SCRIPTS.items()}
-        self._outage = Outage()
+        # On Cluster, the scripts that add to a log tell the listeners of every process here (see .news).
+        self._news = f"{prefix}:news" if self._cluster else ""
+        self._outage = Outage(quiet=5.0 if self._cluster else 0.0)
         self._retry = 0.5
         self._block = 5.0  # seconds an XREAD blocks at most; its connection's timeout is longer
-        self._listener = Listener(self)
+        self._listener: Listener = NewsListener(self) if self._cluster else Listener(self)
         self._logs: set[BatchingLog] = set()
         self._fresh: dict[str, tuple[float, JobRecord | None]] = {}
         self._lock = threading.Lock()
@@ -122,15 +121,83 @@ class RedisStore:
 
     # -- calls -------------------------------------------------------------------------
 
+    @property
+    def _client(self) -> Client:
+        return self._connected()[0]
+
+    @property
+    def _scripts(self) -> dict[str, Any]:
+        return self._connected()[1]
+
+    def _connected(self) -> tuple[Client, dict[str, Any]]:
+        """The client and its scripts, made at first use (a cluster client asks the cluster as it is made)."""
+        made = self._made
+        if made is None:
+            with self._lock:
+                made = self._made
+                if made is None:
+                    try:
+                        client = self._make()
+                    except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+                        if is_outage(exc):
+                            raise self._outage.failed(exc) from None
+                        raise
+                    scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+                    made = self._made = (client, scripts)
+        return made
+
     def _call(self, action: Callable[[], T]) -> T:
         try:
             result = action()
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
             if is_outage(exc):
                 raise self._outage.failed(exc) from None
             raise
         self._outage.ok()
         return result
+
+    def _pipe_script(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Queue a script on a pipeline.
+
+        A cluster pipeline refuses ``Script(client=pipe)``, and for an
+        ``EVALSHA`` it does not aim itself asks the default node ``COMMAND
+        GETKEYS`` (a round trip, holding a connection of each node already in
+        the pipeline: with a few threads, the pools ran dry for seconds). So
+        on Cluster it is aimed at the node of its keys' slot; a ``MOVED`` is
+        then retried by the client as any command.
+        """
+        script = self._scripts[name]
+        client = self._client
+        if isinstance(client, RedisCluster):
+            node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, target_nodes=node)
+        else:
+            script(keys=list(keys), args=list(args), client=pipe)
+
+    def _pipelined(self, build: Callable[[Any], None], raise_on_error: bool = True) -> list[Any]:
+        """One pipeline of what ``build`` queues; on Cluster its commands may span slots and nodes.
+
+        A cluster pipeline does not load scripts first as a plain one does: a
+        node that lost them (restarted) answers NOSCRIPT, and then every node
+        is given them and the pipeline runs again (it holds only reads, or
+        scripts that did not run).
+        """
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            build(pipe)
+            if not self._cluster:
+                return list(pipe.execute(raise_on_error=raise_on_error))
+            replies = list(pipe.execute(raise_on_error=False))
+            if attempt == 1 and any(isinstance(reply, redis_errors.NoScriptError) for reply in replies):
+                for source in SCRIPTS.values():
+                    self._client.script_load(source)
+                continue
+            if raise_on_error:
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self._scripts[name]
@@ -138,12 +205,8 @@ class RedisStore:
 
     def _listener_client(self) -> redis.Redis:
         """A client of one connection for the listener, whose socket timeout outlasts its XREAD BLOCK."""
-        pool = self._client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
-        timeout = kwargs.get("socket_timeout")
-        kwargs["socket_timeout"] = None if timeout is None else max(float(timeout), self._block + 5.0)
-        listener_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
-        return redis.Redis(connection_pool=listener_pool)
+        assert isinstance(self._client, redis.Redis), "the cluster listener makes its own (see .news)"
+        return dedicated_client(self._client, self._block)
 
     # -- JobStore ----------------------------------------------------------------------
 
@@ -152,19 +215,20 @@ class RedisStore:
         for name, value in record.to_dict().items():
             fields += [name, json.dumps(value)]
         ttl = 0
-        if record.deadline is not None:
-            ttl = self._ttl_ms(record.deadline - time.time() + self.keep_finished)
+        # A queued job ends by its deadline or, if no worker begins it, by its lease (queue_timeout): its keys
+        # outlive that ending by keep_finished even if nobody looks. `begin` and `finish` set their own expiry.
+        ends = [when for when in (record.deadline, record.lease_until) if when is not None]
+        if ends:
+            ttl = self._ttl_ms(min(ends) - time.time() + self.keep_finished)
         if record.finished:
             ttl = self._ttl_ms(self.keep_finished)
 
-        def create() -> Any:
-            pipe = self._client.pipeline(transaction=False)
-            self._scripts["create"](keys=[self._record_key(record.id)], args=[ttl, *fields], client=pipe)
+        def create(pipe: Any) -> None:
+            self._pipe_script(pipe, "create", [self._record_key(record.id)], [ttl, *fields])
             pipe.zadd(self._jobs_key, {record.id: record.created}, nx=True)
-            return pipe.execute()
 
         self._changed(record.id)
-        made, _added = self._call(create)
+        made, _added = self._call(lambda: self._pipelined(create))
         if not made:
             raise ValueError(f"job id {record.id!r} is already taken")
 
@@ -189,12 +253,13 @@ class RedisStore:
     def list(self) -> list[JobRecord]:
         def listed() -> tuple[list[Any], list[Any]]:
             ids = [text(job_id) for job_id in self._client.zrevrange(self._jobs_key, 0, -1)]
-            pipe = self._client.pipeline(transaction=False)
-            for job_id in ids:
-                self._scripts["get"](
-                    keys=[self._record_key(job_id), self._log_key(job_id)], args=[self.max_history], client=pipe
-                )
-            return ids, pipe.execute() if ids else []
+
+            def gets(pipe: Any) -> None:
+                for job_id in ids:
+                    keys = [self._record_key(job_id), self._log_key(job_id)]
+                    self._pipe_script(pipe, "get", keys, [self.max_history])
+
+            return ids, self._pipelined(gets) if ids else []
 
         ids, replies = self._call(listed)
         records, gone = [], []
@@ -205,13 +270,11 @@ class RedisStore:
                 gone.append(job_id)
         if gone:  # their keys expired: forget them in the sorted sets too
 
-            def forget() -> None:
-                pipe = self._client.pipeline(transaction=False)
+            def forget(pipe: Any) -> None:
                 pipe.zrem(self._jobs_key, *gone)
                 pipe.zrem(self._ended_key, *gone)
-                pipe.execute()
 
-            self._call(forget)
+            self._call(lambda: self._pipelined(forget))
         records.sort(key=lambda record: record.created, reverse=True)
         return records
 
@@ -247,9 +310,8 @@ class RedisStore:
         for log in logs:
             log.close()
         self._listener.stop()
-        if self._owns_client:
-            self._client.close()
-            self._client.connection_pool.disconnect()
+        if self._owns_client and self._made is not None:
+            close_client(self._made[0])
 
     # -- primitives: BatchTarget, and reading ------------------------------------------
 
@@ -270,6 +332,7 @@ class RedisStore:
         entries = batch.entries
         args.append(",".join([str(entry.seq) for entry in entries]))
         args.append("\n".join([encode_entry(entry) for entry in entries]))
+        args.append(self._news)
         result = self._script("write", [self._record_key(job_id), self._log_key(job_id)], args)
         return (Heard.RUNNING, Heard.CANCEL, Heard.ENDED, Heard.GONE)[int(result)]
 
@@ -286,7 +349,7 @@ class RedisStore:
         ttl = self._ttl_ms(self.keep_finished) if self.keep_finished > 0 else 0
         keys = [self._record_key(job_id), self._log_key(job_id)]
         self._changed(job_id)
-        finished = self._script("finish", keys, [ttl, next_seq, summary.records, *fields])
+        finished = self._script("finish", keys, [ttl, next_seq, summary.records, self._news, *fields])
         self._changed(job_id)  # again: a look during the script may have kept the record as it was
         if not finished:
             return False
@@ -296,24 +359,27 @@ class RedisStore:
     def _forget_finished(self, job_id: str, ended: float) -> None:
         """Keep at most ``max_finished`` finished jobs: the oldest endings go, keys and all."""
 
-        def prune() -> None:
-            client = self._client
-            pipe = client.pipeline(transaction=False)
+        def count(pipe: Any) -> None:
             pipe.zadd(self._ended_key, {job_id: ended})
             pipe.zremrangebyscore(self._ended_key, "-inf", time.time() - self.keep_finished)
             pipe.zcard(self._ended_key)
-            *_, count = pipe.execute()
-            excess = int(count) - self.max_finished
+
+        def prune() -> None:
+            *_, counted = self._pipelined(count)
+            excess = int(counted) - self.max_finished
             if excess <= 0:
                 return
-            oldest = [text(old) for old in client.zrange(self._ended_key, 0, excess - 1)]
-            pipe = client.pipeline(transaction=False)
-            for old in oldest:
-                pipe.delete(self._record_key(old), self._log_key(old))
-                self._changed(old)
-            pipe.zrem(self._ended_key, *oldest)
-            pipe.zrem(self._jobs_key, *oldest)
-            pipe.execute()
+            oldest = [text(old) for old in self._client.zrange(self._ended_key, 0, excess - 1)]
+
+            def forget(pipe: Any) -> None:
+                for old in oldest:
+                    pipe.delete(self._record_key(old))  # one key a DEL: a cluster pipeline takes no more
+                    pipe.delete(self._log_key(old))
+                    self._changed(old)
+                pipe.zrem(self._ended_key, *oldest)
+                pipe.zrem(self._jobs_key, *oldest)
+
+            self._pipelined(forget)
 
         self._call(prune)
 
@@ -321,6 +387,20 @@ class RedisStore:
         keys = [self._record_key(job_id), self._log_key(job_id)]
         script = self._scripts["read"]
         got = self._call(lambda: script(keys=keys, args=[after, limit, self.max_history], client=client))
+        return self._slice(got)
+
+    def _read_many(self, wanted: Sequence[tuple[str, int]], limit: int) -> Sequence[LogSlice | BaseException | None]:
+        """``_read`` of many jobs (job id, after) in one pipeline; a job's error comes back in its place."""
+
+        def reads(pipe: Any) -> None:
+            for job_id, after in wanted:
+                keys = [self._record_key(job_id), self._log_key(job_id)]
+                self._pipe_script(pipe, "read", keys, [after, limit, self.max_history])
+
+        replies = self._call(lambda: self._pipelined(reads, raise_on_error=False))
+        return [reply if isinstance(reply, BaseException) else self._slice(reply) for reply in replies]
+
+    def _slice(self, got: Any) -> LogSlice | None:
         if not got:
             return None
         flat, packed = got
