@@ -132,27 +132,34 @@ def pipe_writers(inodes: set[int]) -> list[int]:
     command's stdout or stderr it holds the write end of our pipe, and /proc
     shows it. Only write ends count (``fdinfo``'s access mode): a process
     this host forked while the command ran holds our read end, and is not
-    the command's. One that closed its output and left the group is out of
+    the command's. A process that holds a read end as well is not the
+    command's either: the command never had one, but a process the host
+    forked (``os.fork``, ``multiprocessing``) while ``Popen`` still held both
+    ends has both. One that closed its output and left the group is out of
     reach without cgroups. Empty where /proc is not.
     """
     links = {f"pipe:[{inode}]" for inode in inodes}
-    found = []
     me = os.getpid()
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return []
-    for pid in pids:
-        if pid == me or pid == 1:  # init (a service manager given our pipe by `systemd-run --pipe`) never
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in links and _writes(pid, fd):
-                    found.append(pid)
-                    break
-        except OSError:  # gone meanwhile, or not ours to look at (and so not ours to stop)
-            continue
-    return found
+    # init (a service manager given our pipe by `systemd-run --pipe`) never
+    return [pid for pid in pids if pid != me and pid != 1 and _writes_only(pid, links)]
+
+
+def _writes_only(pid: int, links: set[str]) -> bool:
+    """Whether ``pid`` holds a write end of one of the pipes ``links`` names and no read end of any."""
+    writes = False
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in links:
+                if not _writes(pid, fd):
+                    return False  # a read end: the host's own (forked) process
+                writes = True
+    except OSError:  # gone meanwhile, or not ours to look at (and so not ours to stop)
+        return False
+    return writes
 
 
 def _writes(pid: int, fd: str) -> bool:
@@ -163,15 +170,44 @@ def _writes(pid: int, fd: str) -> bool:
     return False
 
 
+def _stop_writer(pid: int, inodes: set[int], sig: int) -> bool:
+    """Send ``sig`` to ``pid`` if it still is a writer of ``inodes``; False if it is not (or is gone).
+
+    The pid came from a scan of /proc; between that scan and the signal the
+    process may exit and its pid go to another. A pidfd pins the process: it
+    is looked at again through the pidfd's pid, and signalled through the
+    pidfd, so a pid reused meanwhile is never signalled. Without pidfds
+    (Linux before 5.3) the look again narrows the window to the two calls.
+    """
+    links = {f"pipe:[{inode}]" for inode in inodes}
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (OSError, AttributeError):  # no pidfds here: look again, then signal by pid
+        if not _writes_only(pid, links):
+            return False
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    try:
+        if not _writes_only(pid, links):  # the pid now names the pidfd's process, or it is gone
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        os.close(pidfd)
+    return True
+
+
 def _signal_command(pgid: int, inodes: set[int], sig: int) -> bool:
     """Signal the command's process group and what escaped it still writing its output; False if none was left."""
     signalled = _signal_group(pgid, sig)
     for pid in pipe_writers(inodes):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            continue
-        signalled = True
+        signalled = _stop_writer(pid, inodes, sig) or signalled
     return signalled
 
 

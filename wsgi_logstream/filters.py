@@ -13,12 +13,17 @@ line being rewritten): progress and section events always pass, so the shape
 of the log (its sections, its bar) stays intact around the lines that match.
 
 Python's :mod:`re` has no timeout, and a stranger's pattern runs in the
-server's thread, so its cost is bounded four ways: a pattern is at most
+server's thread, so its cost is bounded five ways: a pattern is at most
 :data:`MAX_PATTERN` characters; a repetition of something that itself repeats
 or alternates (``(a+)+``, ``(a|aa)*``, the shapes that backtrack
 exponentially) is refused with a ``400`` that says so; a pattern holds at most
 :data:`MAX_REPEATS` unbounded repetitions (``foo.*bar[0-9]+`` is fine;
-``a*a*a*b`` backtracks in O(n^4) and is refused); and each line is searched on
+``a*a*a*b`` backtracks in O(n^4) and is refused); the ways a pattern may match
+at one place, the product of its repetitions' counts (``a?`` two, ``\\d{1,3}``
+three, an unbounded or wide one :data:`UNBOUNDED_CHOICES`), are at most
+:data:`MAX_CHOICES` (``a?`` 18 times, or ``a{0,1000}`` three times, is refused);
+atomic groups, possessive repetitions and conditionals are looked into as plain
+groups are; and each line is searched on
 its first :data:`MAX_SEARCHED` characters only. The worst that is left, two
 overlapping repetitions on an adversarial line (``a*a*b`` over a thousand
 ``a``), costs about half a second per such line on this project's test
@@ -39,9 +44,11 @@ if TYPE_CHECKING:
     from .store import LogReader
 
 __all__ = [
+    "MAX_CHOICES",
     "MAX_PATTERN",
     "MAX_REPEATS",
     "MAX_SEARCHED",
+    "UNBOUNDED_CHOICES",
     "FilteredReader",
     "LineFilter",
     "attachment",
@@ -55,6 +62,13 @@ MAX_PATTERN = 200
 MAX_SEARCHED = 1000
 #: Unbounded repetitions (``*``, ``+``, ``{n,}``) a ``grep`` pattern may hold.
 MAX_REPEATS = 2
+#: What an unbounded repetition, or a bounded one over a wider range, counts as among a pattern's choices
+#: (:data:`MAX_CHOICES`): over :data:`MAX_SEARCHED` characters two of them (``a*a*b``) cost about what 14 optional
+#: characters (``a?`` 14 times, 2**14 ways) cost.
+UNBOUNDED_CHOICES = 128
+#: The most ways a ``grep`` pattern may match at one place (the product of its repetitions' counts): four times
+#: ``a*a*b``. Bounded repetitions backtrack too: ``a{0,1000}`` three times took 32 s a line, ``a?`` 18 times 1.8 s.
+MAX_CHOICES = 4 * UNBOUNDED_CHOICES**2
 _FILTERED_KINDS = ("log", "partial")
 
 try:  # the standard library's own parser: what ``re.compile`` builds from the pattern
@@ -98,29 +112,37 @@ def _level(value: str) -> int:
     raise HttpError(400, f"level {value[:40]!r} is not a level: use a name (DEBUG, INFO, WARNING, ERROR) or a number")
 
 
+def _children(op: Any, arg: Any) -> list[Any]:
+    """The parsed sub-patterns below one item, whatever holds them.
+
+    Every construct that holds a sub-pattern is here, so that none hides one
+    from the checks: an atomic group ``(?>...)``, a possessive repetition and a
+    conditional ``(?(1)yes|no)`` backtrack inside as much as a plain group does.
+    """
+    if op is _sre_constants.SUBPATTERN:
+        return [arg[-1]]
+    if op is _sre_constants.BRANCH:
+        return list(arg[1])
+    if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT, _POSSESSIVE):
+        return [arg[2]]
+    if op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT):
+        return [arg[1]]
+    if op is _ATOMIC:
+        return [arg]
+    if op is _sre_constants.GROUPREF_EXISTS:
+        return [branch for branch in arg[1:] if branch is not None]
+    return []
+
+
 def _repeats(items: Any) -> bool:
     """Whether the parsed pattern ``items`` repeats or alternates anywhere."""
     for op, arg in items:
         if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT, _POSSESSIVE) and arg[1] > 1:
             return True
-        if op is _sre_constants.BRANCH:
+        if op in (_sre_constants.BRANCH, _sre_constants.GROUPREF_EXISTS):
             return True
-        if _children_repeat(op, arg):
+        if any(_repeats(child) for child in _children(op, arg)):
             return True
-    return False
-
-
-def _children_repeat(op: Any, arg: Any) -> bool:
-    if op is _sre_constants.SUBPATTERN:
-        return _repeats(arg[-1])
-    if op is _sre_constants.BRANCH:
-        return any(_repeats(branch) for branch in arg[1])
-    if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT, _POSSESSIVE):
-        return _repeats(arg[2])
-    if op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT):
-        return _repeats(arg[1])
-    if op is _ATOMIC:
-        return _repeats(arg)
     return False
 
 
@@ -129,13 +151,7 @@ def _nested_repetition(items: Any) -> bool:
     for op, arg in items:
         if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT) and arg[1] > 1 and _repeats(arg[2]):
             return True
-        if op is _sre_constants.SUBPATTERN and _nested_repetition(arg[-1]):
-            return True
-        if op is _sre_constants.BRANCH and any(_nested_repetition(branch) for branch in arg[1]):
-            return True
-        if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT, _POSSESSIVE) and _nested_repetition(arg[2]):
-            return True
-        if op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT) and _nested_repetition(arg[1]):
+        if any(_nested_repetition(child) for child in _children(op, arg)):
             return True
     return False
 
@@ -145,14 +161,31 @@ def _unbounded(items: Any) -> int:
     count = 0
     for op, arg in items:
         if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT):
-            count += (arg[1] is _sre_constants.MAXREPEAT) + _unbounded(arg[2])
-        elif op is _sre_constants.SUBPATTERN:
-            count += _unbounded(arg[-1])
-        elif op is _sre_constants.BRANCH:
-            count += sum(_unbounded(branch) for branch in arg[1])
-        elif op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT):
-            count += _unbounded(arg[1])
+            count += arg[1] is _sre_constants.MAXREPEAT
+        count += sum(_unbounded(child) for child in _children(op, arg))
     return count
+
+
+def _choices(items: Any) -> int:
+    """About how many ways the pattern may match at one place: what backtracking may try before it fails.
+
+    Each repetition that may take more or fewer (``a?``, ``\\d{1,3}``, ``a*``)
+    multiplies by how many counts it may take, an unbounded one or one over a
+    wide range by :data:`UNBOUNDED_CHOICES`; of alternatives, the costliest
+    counts. A possessive repetition takes one count.
+    """
+    total = 1
+    for op, arg in items:
+        if op in (_sre_constants.MAX_REPEAT, _sre_constants.MIN_REPEAT):
+            low, high = arg[0], arg[1]
+            wide = high is _sre_constants.MAXREPEAT or high - low + 1 > UNBOUNDED_CHOICES
+            total *= (UNBOUNDED_CHOICES if wide else high - low + 1) * _choices(arg[2])
+        elif op in (_sre_constants.BRANCH, _sre_constants.GROUPREF_EXISTS):
+            total *= max((_choices(child) for child in _children(op, arg)), default=1)
+        else:
+            for child in _children(op, arg):
+                total *= _choices(child)
+    return total
 
 
 _POSSESSIVE = getattr(_sre_constants, "POSSESSIVE_REPEAT", object())  # atomic already: never backtracks into
@@ -180,6 +213,12 @@ def compile_grep(pattern: str) -> str:
             400,
             f"grep {shown!r} repeats a group that itself repeats or alternates (like (a+)+ or (a|b.)*): "
             "such patterns can take exponential time, so they are refused; write the group without the outer repetition",
+        )
+    if parsed is not None and _choices(parsed) > MAX_CHOICES:
+        raise HttpError(
+            400,
+            f"grep {shown!r} has too many optional or variable repetitions (?, {{n,m}}, *, +) in a row: "
+            "such patterns can take exponential time, so they are refused",
         )
     return pattern
 

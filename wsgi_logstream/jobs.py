@@ -191,10 +191,13 @@ class JobsApp:
 
     def lookup(self, job_id: str) -> JobRecord | None:
         """The job's record, settled: a job past its deadline or its lease ends here, whoever looks."""
+        # The time before the read: a worker that begins the job after the read began it after this time, so
+        # if this time is past the job's lease, so was that begin, and the store refused it.
+        now = time.time()
         record = self.store.get(job_id)
         if record is None:
             return None
-        ending = due_ending(record, time.time())
+        ending = due_ending(record, now)
         if ending is None:
             return record
         self.store.finish(job_id, ending)

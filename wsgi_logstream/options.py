@@ -53,7 +53,11 @@ def positive(name: str, value: Any, *, integer: bool, allow_none: bool = False) 
     if isinstance(value, bool) or not isinstance(value, kind):
         want = "an int" if integer else "a number"
         raise TypeError(f"{name} must be {want}{' or None' if allow_none else ''}, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float: as infinite
+        finite = False
+    if not (value > 0 and finite):
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return value
 

@@ -150,8 +150,11 @@ def new_job(
     bounds the wait for a worker to begin it (then it is ``lost``), as for a
     job started through :func:`~wsgi_logstream.jobs`.
     """
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    if timeout is not None:  # NaN, infinity and ints too large for a float too: a deadline that never comes
+        try:
+            timeout = positive("timeout", timeout, integer=False)
+        except TypeError:
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}") from None
     queue_timeout = positive("queue_timeout", queue_timeout, integer=False, allow_none=True)
     now = time.time()
     record = JobRecord(
@@ -299,6 +302,9 @@ def run_job(
     log = store.open_log(job_id)
     try:
         if not log.begin(time.time()):
+            overdue = due_ending(store.get(job_id) or record, time.time())
+            if overdue is not None:
+                store.finish(job_id, overdue)  # refused as past its lease: it is lost, say so now
             return None
         ended: list[Summary] = []
 

@@ -44,7 +44,8 @@ class EntryLog(Protocol):
     """The primitives :class:`StoreReader` and :class:`StoreLog` need."""
 
     def begin(self, job_id: str, started: float) -> bool:
-        """Mark a queued job running, atomically; False if it is not queued or its cancel was asked.
+        """Mark a queued job running, atomically; False if it is not queued, its cancel was asked, or ``started``
+        is past its ``lease_until`` (no worker began it in time: a viewer may already be settling it lost).
 
         The time by which the job had to be begun (its ``lease_until`` while
         queued) is over: the runner's own lease replaces it, or none.

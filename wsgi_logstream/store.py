@@ -318,6 +318,8 @@ class MemoryStore:
         with self._lock:
             if job.record.status != "queued" or job.cancel_event.is_set():
                 return False
+            if job.record.lease_until is not None and started > job.record.lease_until:
+                return False  # no worker began it in time: it is lost, whether anyone has looked yet or not
             # In this process: no lease (a queued job's time to be begun is over once it is).
             job.record = replace(job.record, status="running", started=started, lease_until=None)
             return True

@@ -56,6 +56,8 @@ class Backend:
             record = self.records.get(job_id)
             if record is None or record["status"] != "queued" or record["cancel_requested"]:
                 return False
+            if record["lease_until"] is not None and started > record["lease_until"]:
+                return False  # not begun in time: lost
             record.update(status="running", started=started, lease_until=None)  # no lease: one process
             return True
 

@@ -111,8 +111,8 @@ def _add_history_options(parser: argparse.ArgumentParser) -> None:
         "--journal-dir",
         type=_directory,
         metavar="DIR",
-        help="keep each run's whole log in a file under DIR (deleted at exit): replay from any line and download "
-        "of the whole log, beyond --history (at most 64 MiB a run)",
+        help="keep each run's whole log in a file under DIR (deleted at exit, not after SIGKILL): replay from any "
+        "line and download of the whole log, beyond --history (at most 64 MiB a run)",
     )
 
 

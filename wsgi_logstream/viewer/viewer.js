@@ -19,6 +19,8 @@
   const MAX_SEARCHED = 1000;    // characters of each line a /regex/ searches: the start of a longer line
   const MAX_PATTERN = 200;      // the longest /regex/ accepted, in characters
   const MAX_REPEATS = 2;        // unbounded repetitions (*, +, {n,}) a /regex/ may hold
+  const UNBOUNDED_CHOICES = 128; // what *, + or a wide {n,m} counts as among a /regex/'s choices
+  const MAX_CHOICES = 4 * UNBOUNDED_CHOICES ** 2;  // ways to match at one place: a?{18} or a{0,9}{6} freeze a tab
 
   // A job's page (data-resumable on this script) reads the job as NDJSON; a plain stream's page
   // reads the HTML the server streams, since asking its URL again would run the operation again.
@@ -471,16 +473,25 @@
     // than MAX_REPEATS unbounded repetitions (a*a*a*b is O(n^4) per line), or a repetition of a group that
     // itself repeats or alternates ((a+)+, (a|aa)*: exponential). Read from the source's text, as a regex
     // parser would: escapes and [classes] are single atoms, (?: (?= (?! (?<= (?<! (?<name> open groups.
-    // An alternation of single characters, (a|b), is a character class to the server's parser, as here; one
-    // the server factors into that, (ab|ac), is refused here: the page errs on the side of refusing.
+    // An alternation of single characters, (a|b), is a character class to the server's parser; here only
+    // distinct plain characters count as one, since JavaScript tries each branch in turn: (a|a)* or (\d|1)*
+    // is exponential in a browser. One the server factors into a class, (ab|ac), is refused here: the page
+    // errs on the side of refusing. The product of what each repetition may take (a? two ways, a* or a wide
+    // {n,m} UNBOUNDED_CHOICES) is at most MAX_CHOICES, as on the server.
     function refused(source) {
       if (source.length > MAX_PATTERN) return `longer than ${MAX_PATTERN} characters`;
       // Per open group: repeats (a repetition of at most >1 inside), single (every branch so far one
       // character), alternates, and width (the atoms of the branch being read).
-      const open = () => ({repeats: false, single: true, alternates: false, width: 0});
+      // char: the branch's one plain character so far (null: none, or not plain), chars: the branches' own.
+      const open = () => ({repeats: false, single: true, alternates: false, width: 0, char: null, chars: new Set()});
       const groups = [open()];
-      let atom = null, unbounded = 0;  // atom: the last thing a quantifier may apply to (true: a repeating group)
-      const branchEnds = (g) => { if (g.width !== 1) g.single = false; g.width = 0; };
+      let atom = null, unbounded = 0, choices = 1;  // atom: what a quantifier may apply to (true: a repeating group)
+      const branchEnds = (g) => {
+        if (g.width !== 1 || g.char === null || g.chars.has(g.char)) g.single = false;
+        else g.chars.add(g.char);
+        g.width = 0;
+        g.char = null;
+      };
       for (let i = 0; i < source.length; i += 1) {
         const c = source[i];
         const group = groups[groups.length - 1];
@@ -489,10 +500,13 @@
           i += 1;
           atom = false;
           group.width += 1;
+          // An escaped punctuation character is itself; \d, \w, \1 ... may match what another branch does.
+          group.char = /^[^A-Za-z0-9]$/.test(source[i] || "") ? source[i] : null;
         } else if (c === "[") {
           for (i += 1; i < source.length && source[i] !== "]"; i += 1) if (source[i] === "\\") i += 1;
           atom = false;
           group.width += 1;
+          group.char = null;
         } else if (c === "(") {
           groups.push(open());
           const prefix = /^\?(?:[:=!]|<[=!]|<[^>]*>)/.exec(source.slice(i + 1));
@@ -506,6 +520,7 @@
           const outer = groups[groups.length - 1];
           outer.repeats = outer.repeats || repeats;
           outer.width += 2;  // a group is not one character
+          outer.char = null;
           atom = repeats;
         } else if (c === "|") {
           group.alternates = true;
@@ -518,6 +533,10 @@
           if (many && atom) return "a repeat of a group that repeats or alternates, like (a+)+";
           if (many) group.repeats = true;
           if (endless && ++unbounded > MAX_REPEATS) return `more than ${MAX_REPEATS} unbounded repeats (*, +, {n,})`;
+          const range = text === "?" ? 2 : text[0] === "{" && !endless
+            ? (comma === undefined ? 1 : Number(most) - Number(least) + 1) : UNBOUNDED_CHOICES;
+          choices *= Math.min(Math.max(range, 1), UNBOUNDED_CHOICES);
+          if (choices > MAX_CHOICES) return "too many optional or variable repeats (?, {n,m}, *, +) in a row";
           group.width += 2;  // a repeated character is not one character
           i += text.length - 1;
           if (source[i + 1] === "?") i += 1;  // lazy: the same repetition
@@ -525,6 +544,7 @@
         } else {
           atom = false;
           group.width += 1;
+          group.char = ".^$".includes(c) ? null : c.toLowerCase();  // . matches what any other branch does
         }
       }
       return "";
