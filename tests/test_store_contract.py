@@ -248,6 +248,20 @@ def test_beginning_a_queued_job_replaces_the_time_it_had_to_be_begun_by(make_sto
     _end(log)
 
 
+def test_a_worker_cannot_begin_a_queued_job_past_its_lease_even_if_nobody_has_looked_yet(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    now = time.time()
+    store.create(_record("late-job", created=now - 10, lease_until=now - 5))
+    log = store.open_log("late-job")
+    # Had it begun, the first look would end it as lost while it ran.
+    assert not log.begin(now)
+    log.close()
+    record = store.get("late-job")
+    assert record is not None and record.status == "queued"
+
+
 def test_a_log_keeps_max_history_entries_and_a_reader_is_told_what_it_missed(make_store: MakeStore) -> None:
     store = make_store(max_history=5)
     log = _begun(store, "history-1")

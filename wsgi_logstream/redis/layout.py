@@ -52,6 +52,9 @@ BEGIN = (
     + """
 if redis.call('HGET', KEYS[1], 'status') ~= '"queued"' then return 0 end
 if redis.call('HGET', KEYS[1], 'cancel_requested') == 'true' then return 0 end
+-- A queued job's lease is when a worker had to begin it by (queue_timeout): past it, it is lost.
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until'))
+if lease and lease < tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'status', '"running"', 'started', ARGV[1], 'lease_until', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
