@@ -27,7 +27,7 @@ from wsgi_logstream.record import JobRecord
 from wsgi_logstream.runner import Runner, new_job, payload_from_environ, run_job
 from wsgi_logstream.store import JobStore, MemoryStore
 
-from .test_store_contract import MakeStore, make_store, redis_server  # noqa: F401 - fixtures
+from .test_store_contract import MakeStore, make_store, redis_cluster, redis_server  # noqa: F401 - fixtures
 
 log = logging.getLogger("tests.runner")
 

@@ -24,7 +24,7 @@ The two keys of a job share the hash tag ``{P:<id>}``, so each script that
 touches a job runs in one slot; the two sorted sets are keys of their own.
 So the store works on Redis Cluster too (give it a
 ``redis.cluster.RedisCluster`` client, or a URL and ``cluster=True``); there
-it reads as :mod:`.news` says, since Cluster refuses one read across slots.
+it reads as ``redis.news`` says, since Cluster refuses one read across slots.
 
 Memory is bounded: every key of a job expires ``keep_finished`` seconds after
 it ends; while it runs, the writer renews the expiry with its lease, so the
@@ -43,7 +43,7 @@ take them from there, asking Redis itself every few seconds. So a
 process serves any number of viewers of any number of jobs with that one
 connection plus a small pool (``max_connections``), and a new line costs
 one read of Redis per process, not one per viewer. (On Cluster the one
-connection is subscribed to the store's news channel instead: see :mod:`.news`.)
+connection is subscribed to the store's news channel instead: see ``redis.news``.)
 
 If Redis cannot be reached, every call that needs it raises
 :class:`~wsgi_logstream.errors.StoreUnavailable` (the jobs app answers
