@@ -20,6 +20,7 @@ from tests.inproc import call
 from tests.servers import wait_until
 from tests.wire import summary
 from wsgi_logstream import logstream
+from wsgi_logstream import response as response_module
 from wsgi_logstream.channel import Channel, Summary
 from wsgi_logstream.formats import TextFormat
 from wsgi_logstream.response import StreamResponse
@@ -147,4 +148,26 @@ def test_iterating_past_the_end_keeps_raising_stop_iteration() -> None:
     assert all(isinstance(chunk, bytes) for chunk in chunks)
     with pytest.raises(StopIteration):
         next(response)
+    response.close()
+
+
+def test_a_fast_operation_cuts_the_pause_before_the_second_write_short_rather_than_lose_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pause after the small first write (for proxies that decide on their first read) must end once a
+    # quarter of the buffer waits: a fast operation fills a buffer in 50 ms, and its oldest lines would go.
+    monkeypatch.setattr(response_module, "FIRST_GAP", 600.0)
+    channel = Channel(8)
+    response = StreamResponse(channel.reader(), TextFormat(), title="t", started=0.0, heartbeat=30)
+    assert next(response).startswith(b"-- t")
+    now = time.time()
+    for n in range(2):
+        channel.append_log(now, logging.INFO, "INFO", "app", f"line {n}", f"line {n}")
+    got: list[bytes] = []
+    second = threading.Thread(target=lambda: got.append(next(response)))
+    second.start()
+    second.join(10)
+    assert got and b"line 0" in got[0], "the second write waited out the whole pause"
+    channel.close(Summary("ok", now, now, 2))
+    assert b"line 1" in b"".join([got[0], *response])
     response.close()

@@ -361,6 +361,12 @@ class Reader:
         self.cursor = cursor
         self.missed = 0  # entries this reader lost because it fell behind
 
+    @property
+    def backlog(self) -> int:
+        """Entries appended that this reader has not taken yet (numbered or still in the inbox)."""
+        channel = self.channel
+        return channel._next - self.cursor + len(channel._inbox)
+
     def take(self) -> tuple[int, Sequence[Entry]]:
         """Everything available now: (entries missed since the last take, entries)."""
         if self.cursor >= self.channel._next and not self.channel._inbox:

@@ -100,10 +100,7 @@ class StreamResponse:
                 self._pending.append(rest)
             return first
         if self._second_after is not None:
-            pause = self._second_after - time.monotonic()
-            self._second_after = None
-            if pause > 0:
-                time.sleep(pause)
+            self._pause_before_second_write()
         if self._pending:
             return self._pending.pop()
         reader = self._reader
@@ -164,6 +161,25 @@ class StreamResponse:
             if when is not None
         ]
         return min(due) if due else None
+
+    def _pause_before_second_write(self) -> None:
+        """Wait out ``FIRST_GAP``, but never at the cost of a line.
+
+        The gap is for proxies that decide on their first read (see
+        ``FIRST_WRITE``); an operation that logs fast can fill a plain
+        stream's buffer in 50 ms (150,000 lines a second here), and the
+        oldest lines would then be dropped before this reader took any. So
+        the pause ends as soon as a quarter of the buffer is waiting.
+        """
+        until, self._second_after = self._second_after, None
+        reader = self._channel_reader
+        while True:
+            pause = until - time.monotonic() if until is not None else 0.0
+            if pause <= 0:
+                return
+            if reader is not None and reader.backlog >= reader.channel.max_entries // 4:
+                return
+            time.sleep(min(pause, 0.005))
 
     def close(self) -> None:
         if self._closed:
