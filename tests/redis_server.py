@@ -23,10 +23,12 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Any, Sequence
 
 from tests.servers import free_port, require_program, wait_until
+from wsgi_logstream.record import JobRecord
 
 __all__ = ["RedisCluster", "RedisServer", "start_cluster", "start_redis"]
 
@@ -209,3 +211,16 @@ class RedisCluster:
 def start_cluster(directory: Path, masters: int = 3) -> RedisCluster:
     """A started Redis Cluster of ``masters`` masters under ``directory``, each on a free port."""
     return RedisCluster(directory, masters).start()
+
+
+def begun(store: Any, job_id: str) -> Any:
+    """A new job of ``store``, begun: its log (the runner's end)."""
+    store.create(JobRecord(id=job_id, title="t", created=time.time()))
+    log = store.open_log(job_id)
+    assert log.begin(time.time())
+    return log
+
+
+def log_line(log: Any, n: int) -> None:
+    """Line ``n`` of a test job, as a runner appends it."""
+    log.append_log(time.time(), 20, "INFO", "app", f"line {n}", f"INFO app: line {n}")

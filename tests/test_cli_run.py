@@ -143,15 +143,20 @@ time.sleep(300)
 def test_cancel_kills_a_command_that_ignores_sigterm_after_the_grace_period() -> None:
     with cli("run", "--grace", "0.5", command=python_command(IGNORES_SIGTERM)) as running:
         (pid,) = printed_pids(running.base, running.job_path)
-        request = urllib.request.Request(f"{running.base}{running.job_path}/cancel", method="POST", data=b"")
-        request.add_header("Accept", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert reply.status == 202
+        _cancel(running.base, running.job_path)
         events = read_ndjson(running.base, running.job_path)
         assert events[-1]["status"] == "cancelled"
         notices = [e["message"] for e in events if e["event"] == "log" and e["logger"] == "wsgi-logstream"]
         assert any("SIGKILL" in notice for notice in notices), notices
         assert process_gone(pid)
+
+
+def _cancel(base: str, job_path: str) -> None:
+    """Cancel the job as a script does (JSON: 202, no redirect)."""
+    request = urllib.request.Request(f"{base}{job_path}/cancel", method="POST", data=b"")
+    request.add_header("Accept", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 202
 
 
 def _post(url: str) -> int:
@@ -217,10 +222,7 @@ def test_cancel_stops_a_child_that_left_the_commands_process_group() -> None:
     with cli("run", "--grace", "0.5", command=python_command(ESCAPES)) as running:
         pids = printed_pids(running.base, running.job_path)
         assert len(pids) == 2 and os.getpgid(pids[1]) != os.getpgid(pids[0])
-        request = urllib.request.Request(f"{running.base}{running.job_path}/cancel", method="POST", data=b"")
-        request.add_header("Accept", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert reply.status == 202
+        _cancel(running.base, running.job_path)
         events = read_ndjson(running.base, running.job_path)
         assert events[-1]["status"] == "cancelled"
         wait_until(lambda: all(process_gone(pid) for pid in pids), 10, f"processes {pids} to be gone")

@@ -30,7 +30,7 @@ import redis
 from redis.cluster import RedisCluster as ClusterClient
 
 from tests.inproc import TestApp
-from tests.redis_server import RedisCluster, start_cluster
+from tests.redis_server import RedisCluster, begun, log_line, start_cluster
 from tests.servers import free_port, wait_until
 from wsgi_logstream import jobs
 from wsgi_logstream.channel import Summary
@@ -78,17 +78,6 @@ def _store(stores: list[RedisStore], cluster: RedisCluster, prefix: str, **optio
     return store
 
 
-def _begun(store: RedisStore, job_id: str) -> Any:
-    store.create(JobRecord(id=job_id, title="t", created=time.time()))
-    log = store.open_log(job_id)
-    assert log.begin(time.time())
-    return log
-
-
-def _line(log: Any, n: int) -> None:
-    log.append_log(time.time(), 20, "INFO", "app", f"line {n}", f"INFO app: line {n}")
-
-
 def _port_of(client: ClusterClient, key: str) -> int:
     return int(client.get_node_from_key(key).port)
 
@@ -133,7 +122,7 @@ def test_jobs_spread_over_every_node_and_their_live_viewers_get_every_line_on_a_
                 job_ids.append(job_id)
         for job_id in job_ids:
             assert client.keyslot(runner._record_key(job_id)) == client.keyslot(runner._log_key(job_id))
-        logs = {job_id: _begun(runner, job_id) for job_id in job_ids}
+        logs = {job_id: begun(runner, job_id) for job_id in job_ids}
         lines = 200
         got: dict[str, list[list[int]]] = {job_id: [] for job_id in job_ids}
         first_seen = threading.Semaphore(0)
@@ -158,7 +147,7 @@ def test_jobs_spread_over_every_node_and_their_live_viewers_get_every_line_on_a_
         for thread in threads:
             thread.start()
         for log in logs.values():
-            _line(log, 1)
+            log_line(log, 1)
         # Live: every viewer has the first line while the runner holds back every other one.
         for _ in threads:
             assert first_seen.acquire(timeout=30), "a viewer never got the first line"
@@ -169,7 +158,7 @@ def test_jobs_spread_over_every_node_and_their_live_viewers_get_every_line_on_a_
         assert 1 <= held <= 3 * len(nodes) + 1, f"{held} connections for 60 viewers"
         for n in range(2, lines + 1):
             for log in logs.values():
-                _line(log, n)
+                log_line(log, n)
         for log in logs.values():
             assert log.finish(Summary("ok", time.time(), time.time(), lines))
         for thread in threads:
@@ -191,7 +180,7 @@ def test_a_cancel_asked_through_another_store_reaches_the_runner(
 ) -> None:
     runner = _store(stores, cluster, prefix)
     web = _store(stores, cluster, prefix)
-    log = _begun(runner, "cancel-job")
+    log = begun(runner, "cancel-job")
     assert not log.cancel_event.is_set()
     assert web.request_cancel("cancel-job")
     wait_until(log.cancel_event.is_set, 10, "the runner to hear the cancel")
@@ -252,10 +241,10 @@ def test_after_keep_finished_a_jobs_keys_are_gone_from_every_node(
     cluster: RedisCluster, nodes: dict[int, redis.Redis], prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, cluster, prefix, keep_finished=1.0)
-    logs = {job_id: _begun(store, job_id) for job_id in ("a", "b", "c", "d", "e", "f")}
+    logs = {job_id: begun(store, job_id) for job_id in ("a", "b", "c", "d", "e", "f")}
     for log in logs.values():
         for n in range(1, 11):
-            _line(log, n)
+            log_line(log, n)
         assert log.finish(Summary("ok", time.time(), time.time(), 10))
 
     def keys() -> list[bytes]:
@@ -272,7 +261,7 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
 ) -> None:
     runner = _store(stores, cluster, prefix)
     web = _store(stores, cluster, prefix)
-    log = _begun(runner, "outage-job")
+    log = begun(runner, "outage-job")
     client = web._client
     assert isinstance(client, ClusterClient)
     port = _port_of(client, web._record_key("outage-job"))
@@ -280,7 +269,7 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
     other = next(f"other-{k:03d}" for k in range(1000) if _port_of(client, web._record_key(f"other-{k:03d}")) != port)
     web.create(JobRecord(id=other, title="t", created=time.time()))
     for n in range(1, 11):
-        _line(log, n)
+        log_line(log, n)
     seqs: list[int] = []
     done = threading.Event()
 
@@ -314,7 +303,7 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
                 web._fresh.clear()
                 web.get("outage-job")
         for n in range(11, 21):  # the operation goes on: appending never waits for Redis
-            _line(log, n)
+            log_line(log, n)
 
         def refused() -> Any:
             answer = http.get("/", headers={"Accept": "application/json"}, expect_errors=True)
@@ -328,7 +317,7 @@ def test_a_master_stopped_mid_job_makes_requests_answer_503_and_once_back_the_vi
         node.start()
         cluster.wait_ok(60)
         for n in range(21, 31):
-            _line(log, n)
+            log_line(log, n)
         wait_until(lambda: _has_next(web, "outage-job", 31), 60, "the runner's lines to reach Redis again")
         assert log.finish(Summary("ok", time.time(), time.time(), 30))
         assert done.wait(60), "the viewer never got the end"

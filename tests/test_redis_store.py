@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.redis_server import RedisServer, start_redis
+from tests.redis_server import RedisServer, begun, log_line, start_redis
 from tests.servers import wait_until
 from wsgi_logstream.channel import Summary
 from wsgi_logstream.errors import StoreUnavailable
@@ -62,17 +62,6 @@ def _store(stores: list[RedisStore], url: str, prefix: str, **options: Any) -> R
     store = RedisStore(url, prefix=prefix, **options)
     stores.append(store)
     return store
-
-
-def _begun(store: RedisStore, job_id: str) -> Any:
-    store.create(JobRecord(id=job_id, title="t", created=time.time()))
-    log = store.open_log(job_id)
-    assert log.begin(time.time())
-    return log
-
-
-def _line(log: Any, n: int) -> None:
-    log.append_log(time.time(), 20, "INFO", "app", f"line {n}", f"INFO app: line {n}")
 
 
 def _next_seq(store: RedisStore, job_id: str) -> int:
@@ -127,10 +116,10 @@ def test_a_burst_of_records_reaches_redis_in_a_few_batched_calls_not_one_per_rec
     server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix)
-    log = _begun(store, "burst-job")
+    log = begun(store, "burst-job")
     before = control.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     for n in range(1, 5001):
-        _line(log, n)
+        log_line(log, n)
     assert log.finish(Summary("ok", time.time(), time.time(), 5000))
     calls = control.info("commandstats")["cmdstat_evalsha"]["calls"] - before
     assert calls < 500, f"{calls} script calls for 5000 records"
@@ -142,7 +131,7 @@ def test_a_cancel_asked_through_another_process_store_is_heard_by_the_runner(
 ) -> None:
     runner = _store(stores, server.url, prefix)
     web = _store(stores, server.url, prefix)
-    log = _begun(runner, "cancel-job")
+    log = begun(runner, "cancel-job")
     assert not log.cancel_event.is_set()
     assert web.request_cancel("cancel-job")
     wait_until(log.cancel_event.is_set, 10, "the runner to hear the cancel")
@@ -157,7 +146,7 @@ def test_fifty_waiting_readers_of_ten_jobs_share_a_few_connections_and_all_wake(
     baseline = len(control.client_list())
     runner = _store(stores, server.url, prefix)
     viewer = _store(stores, server.url, prefix, max_connections=3)
-    logs = [_begun(runner, f"job-{k:02d}") for k in range(10)]
+    logs = [begun(runner, f"job-{k:02d}") for k in range(10)]
     connections_of_runner = len(control.client_list()) - baseline
     got: dict[int, list[int]] = {}
     waiting = threading.Semaphore(0)
@@ -185,7 +174,7 @@ def test_fifty_waiting_readers_of_ten_jobs_share_a_few_connections_and_all_wake(
     used = len(control.client_list()) - baseline - connections_of_runner
     assert used <= 3 + 1, f"{used} connections for 50 readers (the pool of 3 and the listener's)"
     for log in logs:
-        _line(log, 1)
+        log_line(log, 1)
     for thread in threads:
         thread.join(30)
     assert got == {k: [1] for k in range(50)}
@@ -197,9 +186,9 @@ def test_after_keep_finished_a_jobs_keys_are_gone_from_redis(
     server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix, keep_finished=1.0)
-    log = _begun(store, "short-lived")
+    log = begun(store, "short-lived")
     for n in range(1, 11):
-        _line(log, n)
+        log_line(log, n)
     assert log.finish(Summary("ok", time.time(), time.time(), 10))
     assert sorted(control.scan_iter(match=f"{{{prefix}:short-lived}}*")) == [
         f"{{{prefix}:short-lived}}:log".encode(),
@@ -225,13 +214,13 @@ def test_a_long_jobs_stream_stays_bounded_by_max_history_and_readers_get_exactly
     server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix, max_history=1000)
-    log = _begun(store, "long-job")
+    log = begun(store, "long-job")
     key = f"{{{prefix}:long-job}}:log"
     node = int(control.config_get("stream-node-max-entries")["stream-node-max-entries"])
     longest = 0
     for chunk in range(1, 21):
         for n in range(chunk * 1000 - 999, chunk * 1000 + 1):
-            _line(log, n)
+            log_line(log, n)
         wait_until(lambda w=chunk * 1000 + 1: _next_seq(store, "long-job") == w, 10, "a chunk written")
         longest = max(longest, control.xlen(key))
     assert longest <= 1000 + node, f"the stream held {longest} entries"
@@ -246,11 +235,11 @@ def test_a_reader_whose_job_is_forgotten_under_it_ends_and_is_told(
     server: RedisServer, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix, keep_finished=0.0)
-    log = _begun(store, "forgotten")
+    log = begun(store, "forgotten")
     reader = store.reader("forgotten", 0)
     try:
         for n in range(1, 4):
-            _line(log, n)
+            log_line(log, n)
         seqs: list[int] = []
         wait_until(lambda: seqs.extend(e.seq for e in reader.take()[1]) or len(seqs) == 3, 10, "three lines")
         assert log.finish(Summary("ok", time.time(), time.time(), 3))  # keep_finished=0: its keys go at once
@@ -277,8 +266,8 @@ def test_waiting_viewers_of_a_job_whose_keys_vanish_learn_it_from_one_look_of_th
 
     monkeypatch.setattr(store, "_read", viewer_read)
     monkeypatch.setattr(store, "_read_many", listener_read)
-    log = _begun(store, "vanishing")
-    _line(log, 1)
+    log = begun(store, "vanishing")
+    log_line(log, 1)
     readers = [store.reader("vanishing", 0) for _ in range(20)]
     ended: list[int] = []
     stop = threading.Event()
@@ -318,7 +307,7 @@ def test_closing_the_store_stops_its_listener_and_writers(
     server: RedisServer, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = RedisStore(server.url, prefix=prefix)
-    log = _begun(store, "closing")
+    log = begun(store, "closing")
     reader = store.reader("closing", 0)
     reader.wait(0.01)  # starts the listener
     names = {thread.name for thread in threading.enumerate()}
@@ -337,21 +326,21 @@ def test_while_redis_is_down_the_runner_goes_on_drops_beyond_its_buffer_and_read
     own = start_redis(tmp_path / "redis")
     try:
         store = _store(stores, own.url, "outage", buffer=100)
-        log = _begun(store, "outage-job")
+        log = begun(store, "outage-job")
         for n in range(1, 11):
-            _line(log, n)
+            log_line(log, n)
         wait_until(lambda: _next_seq(store, "outage-job") == 11, 10, "ten lines written")
         with caplog.at_level(logging.WARNING, logger="wsgi_logstream"):
             own.stop()
             for n in range(11, 311):  # the operation goes on: appending never waits for Redis
-                _line(log, n)
+                log_line(log, n)
             for _ in range(5):
                 with pytest.raises(StoreUnavailable):
                     store.list()
             own.start()
             wait_until(lambda: store.get("outage-job") is not None, 20, "the store to answer again")
             for n in range(311, 321):
-                _line(log, n)
+                log_line(log, n)
             assert log.finish(Summary("ok", time.time(), time.time(), 320))
         messages = [record.getMessage() for record in caplog.records if record.name == "wsgi_logstream"]
         assert sum("unreachable" in message for message in messages) == 1, messages
@@ -369,7 +358,7 @@ def test_any_text_a_line_can_hold_comes_back_exactly(
     server: RedisServer, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix)
-    log = _begun(store, "odd-text")
+    log = begun(store, "odd-text")
     texts = [
         ("two\nlines", "INFO app: two\nlines"),
         ('quotes " and \\ backslash', 'quotes " and \\ backslash'),
@@ -402,11 +391,11 @@ def test_a_runner_whose_job_vanished_from_redis_stops_writing_and_its_operation_
     server: RedisServer, control: redis.Redis, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix)
-    log = _begun(store, "vanishing")
-    _line(log, 1)
+    log = begun(store, "vanishing")
+    log_line(log, 1)
     wait_until(lambda: _next_seq(store, "vanishing") == 2, 10, "the first line written")
     control.delete(f"{{{prefix}:vanishing}}:record", f"{{{prefix}:vanishing}}:log")  # as a restart without data
-    _line(log, 2)
+    log_line(log, 2)
     wait_until(lambda: log.closed, 10, "the runner to notice")
     assert not log.cancel_event.is_set()
     assert not log.finish(Summary("ok", time.time(), time.time(), 2))
@@ -419,7 +408,7 @@ def test_readers_joining_at_any_point_of_a_busy_job_each_get_every_line_once_in_
     total = 20_000
     runner = _store(stores, server.url, prefix, buffer=total, max_history=total)
     viewer = _store(stores, server.url, prefix, max_history=total)  # another process's: one listener, one cache
-    log = _begun(runner, "busy-job")
+    log = begun(runner, "busy-job")
     results: dict[int, tuple[int, list[int]]] = {}
     threads: list[threading.Thread] = []
 
@@ -428,7 +417,7 @@ def test_readers_joining_at_any_point_of_a_busy_job_each_get_every_line_once_in_
         results[k] = (since, seqs if not missed else [-missed])
 
     for n in range(1, total + 1):
-        _line(log, n)
+        log_line(log, n)
         if n % 2000 == 0:  # a reader from the start and one from here, while lines keep coming
             for since in (0, n):
                 thread = threading.Thread(target=read, args=(len(threads), since))
@@ -447,7 +436,7 @@ def test_a_silent_job_that_runs_longer_than_its_lease_is_not_lost_while_its_runn
     server: RedisServer, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix, lease=1.0, poll=0.1)
-    log = _begun(store, "silent")
+    log = begun(store, "silent")
     first = store.get("silent")
     assert first is not None and first.lease_until is not None
 
@@ -465,7 +454,7 @@ def test_a_section_entry_keeps_every_field_through_redis(
     server: RedisServer, prefix: str, stores: list[RedisStore]
 ) -> None:
     store = _store(stores, server.url, prefix)
-    log = _begun(store, "sections")
+    log = begun(store, "sections")
     log.append_section(1.25, "start", "import ✓", 2, "", 0.0)
     log.append_section(3.5, "end", "import ✓", 2, "ok", 2.25)
     assert log.finish(Summary("ok", time.time(), time.time(), 0))
