@@ -130,11 +130,9 @@ class Listener:
 
     #: Seconds a job's stream stays in the read after its last viewer stopped waiting.
     KEEP = 5.0
-    #: Seconds after which the listener reads a watched job with no news again, for all its viewers here:
-    #: has it ended, or have its keys gone? (One read per job and process, not one per viewer.)
+    #: Seconds after which the listener reads a watched job with no news again, once for its viewers here.
     LOOK = 5.0
-    #: Seconds after which viewers stop trusting a watch the listener has not read (it is stuck, or Redis
-    #: is down), and read Redis themselves.
+    #: Seconds after which viewers distrust a watch the listener has not read, and read Redis themselves.
     STALE = 15.0
     #: Entries of a job kept for its live viewers (up to twice this before it is cut back).
     CACHE = 1000
@@ -301,6 +299,9 @@ class Listener:
             replies = self._store._read_many(due, self.CACHE)
         except StoreUnavailable:
             return  # the next XREAD meets the outage too, and waits
+        except redis_errors.RedisError as exc:  # not an outage: a bug; viewers read Redis once the watch is stale
+            _log.error("the Redis listener could not look at %d jobs: %s", len(due), exc)
+            return
         with self._lock:
             for (job_id, _after), got in zip(due, replies, strict=True):
                 watch = self._watches.get(job_id)
