@@ -144,7 +144,7 @@ def pipe_writers(inodes: set[int]) -> list[int]:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return []
-    # init (a service manager given our pipe by `systemd-run --pipe`) never
+    # Never init: a service manager can hold our pipe (`systemd-run --pipe`), and it is not ours to stop.
     return [pid for pid in pids if pid != me and pid != 1 and _writes_only(pid, links)]
 
 
