@@ -22,7 +22,9 @@ from tests.inproc import TestApp
 from tests.wire import ndjson_objects, parse_sse
 from wsgi_logstream import logstream, progress
 from wsgi_logstream.channel import Entry
-from wsgi_logstream.formats import _iso, _json, record_json, record_object
+from wsgi_logstream.escape import iso as _iso
+from wsgi_logstream.escape import json_text as _json
+from wsgi_logstream.records import record_json, record_object
 
 log = logging.getLogger("tests.viewer_time")
 

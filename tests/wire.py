@@ -340,7 +340,7 @@ def parse_html(body: bytes | str) -> HtmlDocument:
 TRACEBACK = "Traceback (most recent call last):"
 _SGR = re.compile("\x1b\\[[0-9;]*m")
 _RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# The library's dash escape (formats._DASH_START): "- " before a line, or a part after U+2028/U+2029,
+# The library's dash escape (escape._DASH_START): "- " before a line, or a part after U+2028/U+2029,
 # that would start with "--", colour sequences allowed in between.
 _DASH_ESCAPE = re.compile("(?:^|(?<=[\u2028\u2029]))- (?=(?:\x1b\\[[0-9;]*m)*--)")
 

@@ -42,7 +42,7 @@ import re
 
 from .channel import Entry
 
-__all__ = ["PARTIAL_INTERVAL", "RewriteSplitter", "display_line", "last_state"]
+__all__ = ["PARTIAL_INTERVAL", "RewriteSplitter", "display_line", "fold", "last_state"]
 
 #: Seconds between two states of a rewritten line sent to viewers (a few a second: a bar that moves).
 PARTIAL_INTERVAL = 0.25
@@ -67,10 +67,13 @@ def last_state(text: str) -> str:
 
 def display_line(entry: Entry) -> str:
     """The entry's line as the text and HTML formats show it: CR-rewritten parts folded."""
-    line = entry.line
+    return fold(entry.line, entry.message)
+
+
+def fold(line: str, message: str) -> str:
+    """A record's ``line`` with the parts rewritten with CR at their last state (its ``message`` is one part)."""
     if "\r" not in line:
         return line
-    message = entry.message
     at = line.rfind(message) if message and "\r" in message else -1
     if at >= 0:
         return line[:at] + last_state(message) + line[at + len(message) :]

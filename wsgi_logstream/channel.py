@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Callable, Hashable, Iterable, Sequence
 
-from .entry import Entry, Summary
+from .entry import Entry, Record, Summary
 from .inbox import DRAIN_AT, FLUSH_ENTRIES, Inbox
 
 __all__ = ["DRAIN_AT", "FLUSH_ENTRIES", "MAX_CHUNK_CHARS", "Channel", "Entry", "Reader", "Summary"]
@@ -61,7 +61,6 @@ class Channel(Inbox):
         self.readers = 0
         self._abandoned = False
         self._timer_at = _NEVER  # when a reader waiting on _wakeup with a timeout will set it: see Reader.wait
-        self.last_progress: Entry | None = None
         #: The last chunk each shared format encoded: ``cache_key -> (first seq, last seq, bytes)``.
         #: Readers woken by the same entry usually take the same range, so all but the first
         #: send the same bytes object (``Reader.take_encoded``). Both dicts are made when a second
@@ -71,13 +70,6 @@ class Channel(Inbox):
         self.encoders: dict[object, Callable[[Sequence[Entry]], bytes]] = _UNSHARED_ENCODERS
 
     # -- producer side ---------------------------------------------------------
-
-    def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
-        self._append(Entry("progress", created, message=message or "", done=done, total=total))
-
-    def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
-        """A section starts or ends (see :class:`Entry` for where each field goes)."""
-        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
 
     def append_partial(
         self,
@@ -136,43 +128,6 @@ class Channel(Inbox):
             self._partial = None if final else entry
         self._wake()
         self._flush_journal()
-
-    def _append(self, entry: Entry) -> None:
-        with self._lock:
-            self._drain()
-            if self.closed:
-                return
-            journal = self.journal
-            if journal is not None:
-                if self._partial is not None:
-                    journal.pending.append(self._partial)
-                journal.pending.append(entry)
-            self._partial = None
-            entry.seq = self._next
-            self._next += 1
-            self._chars = entry.end = self._chars + len(entry.line) + len(entry.message)
-            if entry.kind == "log":
-                self._records += 1
-            elif entry.kind == "progress":
-                self.last_progress = entry
-            self._entries.append(entry)
-        self._wake()
-        self._flush_journal()
-
-    def _wake(self) -> None:
-        """Wake every waiting reader, at O(1) cost whatever their number.
-
-        ``_armed``: a reader put a fresh event in place since the last wake-up (only then is anyone to wake).
-        A reader raises it under the lock before it re-checks for entries, so an entry appended after that
-        check always finds it up and sets the event the reader waits on (see :meth:`Reader.wait`).
-        """
-        if self._armed:
-            self._armed = False
-            self._wakeup.set()
-
-    def _wake_all(self) -> None:
-        self._armed = False
-        self._wakeup.set()
 
     def close(self, summary: Summary) -> bool:
         """End the channel with ``summary``; later entries are ignored.
@@ -271,6 +226,43 @@ class Channel(Inbox):
         if self.journal is not None:
             self._flush_journal()
         return missed, batch
+
+    def _take_records(self, reader: Reader) -> tuple[int, list[Record]] | None:
+        """The inbox's records, numbered as :meth:`_drain` would, for a plain stream's reader that is live.
+
+        A plain stream keeps nothing once read, so its one reader's records can go
+        from the inbox to its format with no :class:`Entry` made for them. None: the
+        general take must run (another reader or a history to keep, entries held,
+        a reader that missed some, a closed channel, or over :data:`MAX_CHUNK_CHARS`
+        waiting, which are then held here as entries and taken in bounded chunks).
+        """
+        with self._lock:
+            inbox = self._inbox
+            count = len(inbox)
+            if (
+                not count
+                or self._entries
+                or self._lone is not reader
+                or self.retain
+                or self.closed
+                or self.journal is not None
+                or reader.cursor != self._next
+            ):
+                return None
+            batch = inbox[:count]
+            del inbox[:count]  # appends go on meanwhile: see _drain
+            chars = self._chars
+            for record in batch:
+                chars += len(record[5]) + len(record[4])
+            if chars - self._chars > MAX_CHUNK_CHARS and count > 1:
+                self._hold(batch)
+                return None
+            first = self._next
+            self._next = reader.cursor = first + count
+            self._chars = chars
+            self._records += count
+            self._partial = None  # a line being rewritten stays at its last state (see _drain)
+        return first, batch
 
     def _release_taken(self) -> None:
         """Drop the entries every reader has taken (a plain stream keeps no history). Under the lock."""
@@ -377,6 +369,18 @@ class Reader:
         missed, batch = self.channel._take(self)
         self.missed += missed
         return missed, batch
+
+    def take_records(self) -> tuple[int, list[Record]] | None:
+        """The log records waiting, as ``(first seq, records)``, if this is a plain stream's live reader.
+
+        None: call :meth:`take` (see ``Channel._take_records``). Cheaper than a take
+        where it applies: no entry is made, and the caller encodes the records with
+        ``Format.records``.
+        """
+        channel = self.channel
+        if not channel._inbox or channel._entries:  # read without the lock: the call checks again under it
+            return None
+        return channel._take_records(self)
 
     def take_encoded(self, key: Hashable, encode: Callable[[Sequence[Entry]], bytes]) -> tuple[int, bytes | None]:
         """:meth:`take`, as bytes: ``encode(entries)``, shared with the channel's other readers under ``key``.

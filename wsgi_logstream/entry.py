@@ -10,7 +10,11 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Protocol
 
-__all__ = ["Entry", "Journal", "Summary"]
+__all__ = ["Entry", "Journal", "Record", "Summary"]
+
+#: A log record as a channel's inbox holds it, before it is numbered: ``(created, levelno,
+#: levelname, name, message, line)``, the fields of a ``"log"`` :class:`Entry` in its constructor's order.
+Record = tuple[float, int, str, str, str, str]
 
 
 class Entry:
@@ -75,6 +79,13 @@ class Entry:
 
     def __repr__(self) -> str:
         return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
+
+    @classmethod
+    def log(cls, seq: int, record: Record) -> Entry:
+        """The ``"log"`` entry numbered ``seq`` for an inbox's ``record``."""
+        entry = cls("log", *record)
+        entry.seq = seq
+        return entry
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for a store in another process."""

@@ -12,8 +12,8 @@ Why the numbers stay exact without a lock on the append: ``list.append`` is one 
 the GIL, so records from several threads of one operation (``capture.Thread``, ``bind``) land in one
 order, each thread's in its own order; the drain takes exactly the first ``count`` of them (the slice
 and the delete are each atomic, and appends only add at the end) and numbers them in that order under
-the channel's lock, the only place numbers are given. Progress, sections and rewritten lines, which
-are rare, drain the inbox and append under the lock (:class:`~wsgi_logstream.channel.Channel`).
+the channel's lock, the only place numbers are given. Progress and sections, which are rare, drain
+the inbox and append under the lock (so do rewritten lines: :class:`~wsgi_logstream.channel.Channel`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from .entry import Entry, Journal
+from .entry import Entry, Journal, Record
 
 __all__ = ["DRAIN_AT", "FLUSH_ENTRIES", "Inbox"]
 
@@ -31,8 +31,6 @@ FLUSH_ENTRIES = 512
 #: normally do it first; this bounds what a channel nobody reads holds beyond its ``max_entries``,
 #: and leaves a reader that lags one scheduler slice (5 ms: about 700 records) the work of catching up.
 DRAIN_AT = 1024
-
-Record = tuple[float, int, str, str, str, str]
 
 
 class Inbox:
@@ -56,6 +54,7 @@ class Inbox:
         self._partial: Entry | None = None  # the newest entry, while it is a line being rewritten
         #: Where a job's entries are also written, beyond ``max_entries`` (:mod:`wsgi_logstream.journal`).
         self.journal: Journal | None = None
+        self.last_progress: Entry | None = None
 
     @property
     def records(self) -> int:
@@ -96,6 +95,50 @@ class Inbox:
         if len(inbox) >= self._drain_at:
             self._drain_now()
 
+    def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
+        self._append(Entry("progress", created, message=message or "", done=done, total=total))
+
+    def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
+        """A section starts or ends (see :class:`~wsgi_logstream.entry.Entry` for where each field goes)."""
+        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
+
+    def _append(self, entry: Entry) -> None:
+        with self._lock:
+            self._drain()
+            if self.closed:
+                return
+            journal = self.journal
+            if journal is not None:
+                if self._partial is not None:
+                    journal.pending.append(self._partial)
+                journal.pending.append(entry)
+            self._partial = None
+            entry.seq = self._next
+            self._next += 1
+            self._chars = entry.end = self._chars + len(entry.line) + len(entry.message)
+            if entry.kind == "log":
+                self._records += 1
+            elif entry.kind == "progress":
+                self.last_progress = entry
+            self._entries.append(entry)
+        self._wake()
+        self._flush_journal()
+
+    def _wake(self) -> None:
+        """Wake every waiting reader, at O(1) cost whatever their number.
+
+        ``_armed``: a reader put a fresh event in place since the last wake-up (only then is anyone to wake).
+        A reader raises it under the lock before it re-checks for entries, so an entry appended after that
+        check always finds it up and sets the event the reader waits on (see :meth:`~wsgi_logstream.channel.Reader.wait`).
+        """
+        if self._armed:
+            self._armed = False
+            self._wakeup.set()
+
+    def _wake_all(self) -> None:
+        self._armed = False
+        self._wakeup.set()
+
     def _drain_now(self) -> None:
         with self._lock:
             self._drain()
@@ -120,6 +163,10 @@ class Inbox:
         del inbox[:count]
         if self.closed:
             return  # appended after close() drained: ignored, like any later entry
+        self._hold(batch)
+
+    def _hold(self, batch: list[Record]) -> None:
+        """Number ``batch`` (records just taken from the inbox) and hold them as entries. Under the lock."""
         journal = self.journal
         if journal is not None and self._partial is not None:
             journal.pending.append(self._partial)
@@ -149,4 +196,4 @@ class Inbox:
             if journal is not None:
                 journal.pending.append(entry)
         self._next, self._chars = seq, chars
-        self._records += count
+        self._records += len(batch)

@@ -43,7 +43,7 @@ from collections import deque
 from typing import Any, Callable, Sequence, TypedDict
 
 from .channel import FLUSH_ENTRIES, MAX_CHUNK_CHARS, Channel, Entry, Reader
-from .formats import record_json, record_object
+from .records import record_json, record_object
 
 __all__ = [
     "FLUSH_ENTRIES",

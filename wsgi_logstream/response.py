@@ -72,6 +72,9 @@ class StreamResponse:
         # A reader that takes in its own way (a job's JournaledReader reads what the channel no longer
         # holds from the journal) still shares each entry's encoding, but not the channel's chunks.
         self._plain_take = type(reader).take is Reader.take
+        # A plain stream's one reader (no history to keep) takes what it is live for as records, with no
+        # entry made for each: ``Reader.take_records``, ``Format.records``. The latency path of every plain stream.
+        self._live = type(reader) is Reader and not reader.channel.retain
         self._title = title
         self._started = started
         self._heartbeat = heartbeat
@@ -107,7 +110,12 @@ class StreamResponse:
         quiet_until = 0.0  # set on the first pass that finds nothing: most passes find something
         woken = False
         shared, key = self._channel_reader, self._key
+        live = shared if self._live else None
         while True:
+            if live is not None:
+                taken = live.take_records()
+                if taken is not None:
+                    return self._format.records(*taken)
             if shared is not None and key is not None and shared.channel.readers > 1:
                 encoders = shared.channel.encoders
                 encode = encoders.get(key)
