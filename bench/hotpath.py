@@ -110,7 +110,8 @@ def _end_to_end(step: str) -> Callable[[], object]:
 
     ``e2e_handoff``: the bare hand-off ceiling (``app_handoff.py``: an f-string, a ``SimpleQueue``);
     ``e2e_handoff_logging``: the same hand-off fed by ``logger.info`` through a formatting handler
-    (``app_handoff_logging.py``); ``e2e_stream``: ``logger.info`` inside a stream, then the text
+    (``app_handoff_logging.py``); ``e2e_flask``: the recipe's (``recipe.py``: its handler, a ``queue.Queue``,
+    the line encoded as werkzeug does); ``e2e_stream``: ``logger.info`` inside a stream, then the text
     response's ``__next__`` (the take and the format's encoding).
     """
     lines: queue.SimpleQueue[bytes] = queue.SimpleQueue()
@@ -136,6 +137,22 @@ def _end_to_end(step: str) -> Callable[[], object]:
             return lines.get()
 
         return handoff_logging
+    if step == "e2e_flask":
+        import recipe  # a sibling module: the recipe's handler and its queue.Queue
+
+        queued: queue.Queue[str | None] = queue.Queue()
+        log = logging.getLogger("bench.flask")
+        log.handlers[:] = [recipe.QueueLineHandler(queued)]
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+        def flask() -> object:
+            log.info(workload.MESSAGE, 1, time.time())
+            line = queued.get()
+            assert line is not None
+            return (line + "\n").encode()  # the generator's yield, as werkzeug encodes it
+
+        return flask
     if step == "e2e_stream":
         sink, channel = _sink(1)
         response = StreamResponse(_first_reader(channel), TextFormat(), title="t", started=NOW, heartbeat=3600)
@@ -255,6 +272,7 @@ STEPS = [
     "emit",
     "e2e_handoff",
     "e2e_handoff_logging",
+    "e2e_flask",
     "e2e_stream",
     "take_text",
     "take_html",

@@ -26,7 +26,9 @@ Workloads (``docs/benchmarks.md`` explains each figure):
 * cost: what ``wsgi_logstream`` adds to a ``logging`` call (``bench/micro.py``);
 * fanout: one job watched by many viewers in one gunicorn ``gevent`` worker
   (``bench/app_fanout.py``): ``--fanout`` levels of viewers and lines a second,
-  the viewers' formats mixed, against the bare ceiling (each viewer reads one
+  the viewers' formats mixed, and again with every viewer on text (the
+  ceiling's own format: what the library costs beyond the formats' bytes),
+  against the bare ceiling (each viewer reads one
   shared list of pre-formatted lines) and the broadcast recipe (one
   ``queue.Queue`` per viewer fed by a root handler); the latency of every line
   from the ``logging`` call to each viewer's read. ``--only fanout`` runs it alone.
@@ -124,6 +126,13 @@ CONTENDERS = {
             warm=False,
         ),
         Contender(
+            "fanout-logstream-text",
+            "wsgi_logstream job, text only (gevent)",
+            "app_fanout:application",
+            worker="gevent",
+            warm=False,
+        ),
+        Contender(
             "fanout-ceiling", "bare ceiling: one shared list (gevent)", "app_fanout:application", "gevent", warm=False
         ),
         Contender(
@@ -165,13 +174,16 @@ WORKLOADS = {
     ],
     "scale": ["logstream-gevent", "logstream-gevent-gc"],
     "cost": ["micro"],
-    "fanout": ["fanout-logstream", "fanout-ceiling", "fanout-recipe"],
+    "fanout": ["fanout-logstream", "fanout-logstream-text", "fanout-ceiling", "fanout-recipe"],
 }
 #: The formats the library's fan-out viewers ask for, in turn (viewer 0, text, gives the client every line's stamp).
 FANOUT_FORMATS = ("text", "html", "sse", "ndjson")
 #: What each fan-out viewer asks for, in turn ("#" marks per record: NDJSON writes the line twice).
 FANOUT_PATHS = {
     "fanout-logstream": [(f"/logstream/{{id}}?format={f}", 2 if f == "ndjson" else 1) for f in FANOUT_FORMATS],
+    # The ceiling's own format: what the library costs beyond the bytes of the formats (an HTML or NDJSON line
+    # is two to three times a text line, which the worker sends and the client reads once per viewer).
+    "fanout-logstream-text": [("/logstream/{id}?format=text", 1)],
     "fanout-ceiling": [("/ceiling", 1)],
     "fanout-recipe": [("/recipe", 1)],
 }
@@ -492,7 +504,7 @@ def _get(port: int, path: str) -> bytes:
 def measure_fanout(contender: Contender, s: Settings, viewers: int, rate: float) -> dict[str, Any]:
     """One level: ``viewers`` viewers of one producer logging ``rate`` lines a second for ``fanout_seconds``."""
     with Server(contender, s.threads) as server:
-        job = _get(server.port, "/logstream/setup").decode() if contender.name == "fanout-logstream" else ""
+        job = _get(server.port, "/logstream/setup").decode() if contender.name.startswith("fanout-logstream") else ""
         paths = ",".join(f"{path.format(id=job)}:{marks}" for path, marks in FANOUT_PATHS[contender.name])
         args = [sys.executable, "client.py", "fanout", str(server.port), "--paths", paths, "--viewers", str(viewers)]
         args += ["--rate", f"{rate:g}", "--seconds", f"{s.fanout_seconds:g}"]
