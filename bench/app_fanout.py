@@ -10,7 +10,10 @@ fanout``), so that all three run the same producer and the same protocol:
 * ``GET /ceiling``: the bare ceiling, a viewer's generator reading
   pre-formatted lines from one shared list (no ``logging``, nothing per
   viewer but a cursor and a join); a producer greenlet appends the lines and
-  wakes the viewers through one shared event it replaces each time;
+  wakes the viewers through one shared event it replaces each time. With
+  ``?format=sse`` (``html``, ``ndjson``) the list holds each line framed by
+  plain f-strings as that format of the library frames it, so that a ceiling
+  viewer sends the same bytes as a library viewer of that format;
 * ``GET /recipe``: the broadcast recipe people write: a handler on the root
   logger formats each record once and puts the line into one ``queue.Queue``
   per viewer; each viewer's generator yields one line per chunk;
@@ -74,9 +77,31 @@ _jobs = jobs(_operation, title="fan-out", heartbeat=30)
 # -- the bare ceiling: one shared list of pre-formatted lines -------------------------------
 
 
+def _framed(prefix: str, i: int, t: float) -> dict[str, bytes]:
+    """Line ``i`` as each of the library's four formats frames it, by plain f-strings: the ceiling's ``?format=``.
+
+    The same shape and about the same length as ``wsgi_logstream``'s own bytes for that line, so that a ceiling
+    viewer of a format writes (and the client reads) what a library viewer of that format does.
+    """
+    message = f"seq={i:07d} t={t:.6f} {workload.PAD}#"
+    line = prefix + message
+    seq = i + 1
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{round(t % 1 * 1e6) % 1_000_000:06d}+00:00"
+    return {
+        "text": f"{line}\n".encode(),
+        "sse": f"id: {seq}\ndata: {line}\n\n".encode(),
+        "ndjson": (
+            f'{{"event":"log","seq":{seq},"time":{t!r},"ts":"{stamp}","level":"INFO","levelno":20,'
+            f'"logger":"{workload.LOGGER}","message":"{message}","line":"{line}"}}\n'
+        ).encode(),
+        "html": f'<span class="r i" data-seq="{seq}" data-t="{t:.3f}">{line}\n</span>'.encode(),
+    }
+
+
 class _Shared:
     def __init__(self) -> None:
         self.lines: list[bytes] = []
+        self.framed: dict[str, list[bytes]] = {"text": self.lines, "sse": [], "ndjson": [], "html": []}
         self.event = threading.Event()
         self.done = False
         self.started = False
@@ -89,26 +114,29 @@ class _Shared:
         started = time.perf_counter()
 
         def emit(i: int, t: float) -> None:
-            self.lines.append(f"{prefix}seq={i:07d} t={t:.6f} {workload.PAD}#\n".encode())
+            for name, data in _framed(prefix, i, t).items():
+                self.framed[name].append(data)
             # The cheapest broadcast: set the event every viewer waits on and put a fresh one in its place.
             event, self.event = self.event, threading.Event()
             event.set()
 
         _produce(emit)
-        self.lines.append(f"{prefix}{workload.END % (time.perf_counter() - started, time.time())}\n".encode())
+        end = f"{prefix}{workload.END % (time.perf_counter() - started, time.time())}\n".encode()
+        for lines in self.framed.values():
+            lines.append(end)
         self.done = True
         self.event.set()
 
-    def viewer(self) -> Iterator[bytes]:
+    def viewer(self, name: str) -> Iterator[bytes]:
         with self.lock:
             if not self.started:
                 self.started = True
                 threading.Thread(target=self.run, daemon=True).start()
         cursor = 0
         yield b"-- ceiling --\n"
+        lines = self.framed[name]
         while True:
             event = self.event
-            lines = self.lines
             if cursor < len(lines):
                 end = len(lines)
                 yield b"".join(lines[cursor:end])
@@ -195,7 +223,8 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-cache")]
     if path == "/ceiling":
         start_response("200 OK", headers)
-        return _shared.viewer()
+        name = parse_qs(environ.get("QUERY_STRING", "")).get("format", ["text"])[-1]
+        return _shared.viewer(name if name in _shared.framed else "text")
     if path == "/recipe":
         start_response("200 OK", headers)
         return _recipe_viewer()

@@ -136,6 +136,13 @@ CONTENDERS = {
             "fanout-ceiling", "bare ceiling: one shared list (gevent)", "app_fanout:application", "gevent", warm=False
         ),
         Contender(
+            "fanout-ceiling-mixed",
+            "bare ceiling, the formats' bytes (gevent)",
+            "app_fanout:application",
+            "gevent",
+            warm=False,
+        ),
+        Contender(
             "fanout-recipe",
             "broadcast recipe: a queue per viewer (gevent)",
             "app_fanout:application",
@@ -174,7 +181,7 @@ WORKLOADS = {
     ],
     "scale": ["logstream-gevent", "logstream-gevent-gc"],
     "cost": ["micro"],
-    "fanout": ["fanout-logstream", "fanout-logstream-text", "fanout-ceiling", "fanout-recipe"],
+    "fanout": ["fanout-logstream", "fanout-logstream-text", "fanout-ceiling", "fanout-ceiling-mixed", "fanout-recipe"],
 }
 #: The formats the library's fan-out viewers ask for, in turn (viewer 0, text, gives the client every line's stamp).
 FANOUT_FORMATS = ("text", "html", "sse", "ndjson")
@@ -185,6 +192,8 @@ FANOUT_PATHS = {
     # is two to three times a text line, which the worker sends and the client reads once per viewer).
     "fanout-logstream-text": [("/logstream/{id}?format=text", 1)],
     "fanout-ceiling": [("/ceiling", 1)],
+    # The bare ceiling sending what the library's viewers send: each format's bytes, in the same turn of formats.
+    "fanout-ceiling-mixed": [(f"/ceiling?format={f}", 2 if f == "ndjson" else 1) for f in FANOUT_FORMATS],
     "fanout-recipe": [("/recipe", 1)],
 }
 
@@ -733,6 +742,15 @@ def targets(summary: dict[str, dict[str, Any]], results: dict[str, Any]) -> list
                     None if worst is None else worst <= bound and (viewers < 5000 or held == len(ours)),
                 )
             )
+            # Where the difference is: the library's own work, or the bytes of the formats the viewers ask for.
+            for mine, theirs, what in (
+                ("fanout-logstream-text", "fanout-ceiling", "text only, against the ceiling"),
+                ("fanout-logstream", "fanout-ceiling-mixed", "formats mixed, against the ceiling sending their bytes"),
+            ):
+                a, b = fan.get(f"{mine}@{level}"), fan.get(f"{theirs}@{level}")
+                if a and b:
+                    ratio = _ratio(median(a, "latency_p99"), median(b, "latency_p99"))
+                    out.append((f"fan-out {viewers:,} viewers: p99, {what}", f"{_f(ratio, '.2f')}×", None))
         else:
             out.append(
                 (
