@@ -58,9 +58,14 @@ class Inbox:
 
     @property
     def records(self) -> int:
-        if self._inbox:
-            self._drain_now()
-        return self._records
+        """Log records appended so far (what a summary counts). Under the lock, always: a reader that
+        took records from the inbox (``_drain``, ``Channel._take_records``) has emptied it before it
+        counts them, and a count read between the two would miss them."""
+        with self._lock:
+            self._drain()
+            records = self._records
+        self._flush_journal()
+        return records
 
     @property
     def next_seq(self) -> int:
