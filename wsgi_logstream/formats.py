@@ -156,6 +156,9 @@ class TextFormat(Format):
         return utf8("".join(parts))
 
     def records(self, first: int, records: Sequence[Record]) -> bytes:
+        if len(records) == 1:  # a live reader's usual take: the one line that woke it, on the latency path
+            record = records[0]
+            return utf8(log_text(record[5], record[4], self.ansi))
         ansi = self.ansi
         return utf8("".join([log_text(line, message, ansi) for _, _, _, _, message, line in records]))
 
@@ -245,6 +248,8 @@ class SseFormat(Format):
                 f"id: {seq}\ndata: {json_text(log_object(seq, *record))}\n\n"
                 for seq, record in enumerate(records, first)
             ]
+        elif len(records) == 1:  # a live reader's usual take (see TextFormat.records)
+            return utf8(log_sse(first, records[0][5]))
         else:
             events = [log_sse(seq, record[5]) for seq, record in enumerate(records, first)]
         return utf8("".join(events))
