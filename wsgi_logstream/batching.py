@@ -146,10 +146,10 @@ class BatchingLog:
         self._append(Entry("log", created, levelno, levelname, name, message, line))
 
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
-        self._append(Entry("progress", created, message=message or "", done=done, total=total))
+        self._append(Entry.progress(created, done, total, message))
 
     def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
-        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
+        self._append(Entry.section(created, action, name, depth, status, elapsed))
 
     def _append(self, entry: Entry) -> None:
         with self._lock:

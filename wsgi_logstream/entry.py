@@ -81,6 +81,16 @@ class Entry:
         return f"<Entry {self.seq} {self.kind} {self.line or self.message!r}>"
 
     @classmethod
+    def progress(cls, created: float, done: float, total: float | None, message: str | None) -> Entry:
+        """A progress entry, as every log's ``append_progress`` makes it."""
+        return cls("progress", created, message=message or "", done=done, total=total)
+
+    @classmethod
+    def section(cls, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> Entry:
+        """A section's start or end, as every log's ``append_section`` makes it (where each field goes: above)."""
+        return cls("section", created, depth, status, "", name, action, elapsed)
+
+    @classmethod
     def log(cls, seq: int, record: Record) -> Entry:
         """The ``"log"`` entry numbered ``seq`` for an inbox's ``record``."""
         entry = cls("log", *record)

@@ -101,11 +101,10 @@ class Inbox:
             self._drain_now()
 
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
-        self._append(Entry("progress", created, message=message or "", done=done, total=total))
+        self._append(Entry.progress(created, done, total, message))
 
     def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
-        """A section starts or ends (see :class:`~wsgi_logstream.entry.Entry` for where each field goes)."""
-        self._append(Entry("section", created, depth, status, "", name, action, elapsed))
+        self._append(Entry.section(created, action, name, depth, status, elapsed))
 
     def _append(self, entry: Entry) -> None:
         with self._lock:

@@ -199,11 +199,11 @@ class StoreLog:
         self._append(Entry("log", created, levelno, levelname, name, message, line), None)
 
     def append_progress(self, created: float, done: float, total: float | None, message: str | None) -> None:
-        entry = Entry("progress", created, message=message or "", done=done, total=total)
+        entry = Entry.progress(created, done, total, message)
         self._append(entry, Progress(done, total, message))
 
     def append_section(self, created: float, action: str, name: str, depth: int, status: str, elapsed: float) -> None:
-        self._append(Entry("section", created, depth, status, "", name, action, elapsed), None)
+        self._append(Entry.section(created, action, name, depth, status, elapsed), None)
 
     def _append(self, entry: Entry, progress: Progress | None) -> None:
         with self._lock:
