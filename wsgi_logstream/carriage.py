@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import re
 
-from .channel import Entry
-
-__all__ = ["PARTIAL_INTERVAL", "RewriteSplitter", "display_line", "fold", "last_state"]
+__all__ = ["PARTIAL_INTERVAL", "RewriteSplitter", "fold", "last_state"]
 
 #: Seconds between two states of a rewritten line sent to viewers (a few a second: a bar that moves).
 PARTIAL_INTERVAL = 0.25
@@ -65,13 +63,11 @@ def last_state(text: str) -> str:
     return "\n".join(_STATE.sub("", line).rstrip("\r") if "\r" in line else line for line in lines)
 
 
-def display_line(entry: Entry) -> str:
-    """The entry's line as the text and HTML formats show it: CR-rewritten parts folded."""
-    return fold(entry.line, entry.message)
-
-
 def fold(line: str, message: str) -> str:
-    """A record's ``line`` with the parts rewritten with CR at their last state (its ``message`` is one part)."""
+    """A record's ``line`` as the text and HTML formats show it: the parts rewritten with CR at their last state.
+
+    Only its ``message`` is folded when the line holds it, so the time and level in front of it stay.
+    """
     if "\r" not in line:
         return line
     at = line.rfind(message) if message and "\r" in message else -1

@@ -1,7 +1,7 @@
 """What makes a string safe on the wire: control characters shown, forged lines escaped, JSON that parses.
 
 Shared by the wire formats (:mod:`.formats`) and the log-record renderers they
-are built on (:mod:`.lines`); the rules per format are in :mod:`.formats`.
+are built on (:mod:`.records`); the rules per format are in :mod:`.formats`.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def finite(number: float | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
-_second: tuple[int, str] = (-1, "")  # the last whole second formatted by _iso: records come in runs
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted by iso(): records come in runs
 
 
 def iso(epoch: float) -> str | None:

@@ -56,7 +56,7 @@
     });
   }
 
-  // As the server's carriage.display_line(): a line rewritten with CR shown at its last state (only
+  // As the server's carriage.fold(): a line rewritten with CR shown at its last state (only
   // the message folded when the line holds it, so the time and level in front of it stay).
   function lastState(line, message) {
     line = String(line);
