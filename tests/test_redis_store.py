@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,19 +42,6 @@ def control(server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(server.url)
     yield client
     client.close()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def stores() -> Iterator[list[RedisStore]]:
-    made: list[RedisStore] = []
-    yield made
-    for store in made:
-        store.close()
 
 
 def _store(stores: list[RedisStore], url: str, prefix: str, **options: Any) -> RedisStore:

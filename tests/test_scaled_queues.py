@@ -51,6 +51,19 @@ def _worker(deployment: Deployment, kind: str) -> Worker:
     return deployment.start_celery() if kind == "celery" else deployment.start_rq()
 
 
+def _work_through(deployment: Deployment, kind: str, later_id: str) -> Worker:
+    """Run a worker until the job ``later_id`` has run, then stop it (its output stays readable).
+
+    The jobs queued before ``later_id`` are ahead of it: once it has run, the worker has taken them too.
+    """
+    worker = _worker(deployment, kind)
+    try:
+        wait_until(lambda: _record(deployment.url(0), kind, later_id)["status"] == "ok", 30, "the later job")
+    finally:
+        worker.stop()
+    return worker
+
+
 def _post(url: str, data: dict[str, str] | None = None, accept: str = "text/plain") -> tuple[int, str, str]:
     """POST a form without following redirects: (status, Location, body)."""
     body = "&".join(f"{k}={v}" for k, v in (data or {}).items()).encode()
@@ -257,12 +270,7 @@ def test_a_job_cancelled_while_queued_never_starts(deployment: Deployment, kind:
     key = f"after-{kind}"
     later_id = _start_job(deployment, kind, key)
     deployment.release(key)
-    worker = _worker(deployment, kind)
-    try:
-        # The queue holds the cancelled job first: once the later one has run, the worker has seen both.
-        wait_until(lambda: _record(deployment.url(0), kind, later_id)["status"] == "ok", 30, "the later job")
-    finally:
-        worker.stop()
+    worker = _work_through(deployment, kind, later_id)  # the queue holds the cancelled job first
     record = _record(deployment.url(0), kind, cancelled_id)
     assert record["status"] == "cancelled" and record["records"] == 0 and record["next_seq"] == 1, record
     viewer = Viewer(deployment.nginx.url, f"/{kind}/{cancelled_id}", "ndjson")
@@ -293,12 +301,7 @@ def test_a_job_no_worker_begins_within_queue_timeout_is_lost_and_a_later_worker_
     later_id = _start_job(deployment, kind, later)
     deployment.release(key)  # were the lost job run after all, it would not wait
     deployment.release(later)
-    worker = _worker(deployment, kind)
-    try:
-        # The queue holds the lost job first: once the later one has run, the worker has taken both.
-        wait_until(lambda: _record(deployment.url(0), kind, later_id)["status"] == "ok", 30, "the later job")
-    finally:
-        worker.stop()
+    worker = _work_through(deployment, kind, later_id)  # the queue holds the lost job first
     record = _record(deployment.url(0), f"{kind}-bounded", job_id)
     assert record["status"] == "lost" and record["records"] == 0 and record["next_seq"] == 1, record
     # The worker took the lost job and returned at once: the operation, which logs first of all, never ran.
