@@ -88,7 +88,12 @@ def _level_to(page: Page, value: str) -> None:
 
 
 def _count(page: Page, text: str) -> None:
+    """Wait until the count says ``text``, then until the rows are drawn: the page draws them in the next
+    animation frame (viewer.js ``paint()``), and the count may already say the same before (two filters with
+    8 matches each), so reading the rows right after the count could see the log still empty."""
     wait_for(page, f"document.getElementById('count').textContent === {json.dumps(text)}")
+    page.evaluate("window.testFramed = false; requestAnimationFrame(() => { window.testFramed = true; })")
+    wait_for(page, "window.testFramed")  # frame callbacks run in order: the page's pending draw ran first
 
 
 def _click(page: Page, ident: str) -> None:
